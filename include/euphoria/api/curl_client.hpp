@@ -1,0 +1,58 @@
+#pragma once
+// The real Client: libcurl over HTTPS, streaming the reply through ReplyParser.
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "euphoria/api/client.hpp"
+#include "euphoria/api/secret.hpp"
+
+namespace euphoria::api {
+
+inline constexpr std::string_view default_endpoint = "https://api.euphoria.co.za/Euphoria.Api.aspx";
+
+struct ClientConfig {
+    std::string endpoint{default_endpoint};
+    std::string tenant;
+    Secret key;
+    std::string ca_file;  // trusted in addition to the system's CAs; empty for none
+    std::chrono::seconds connect_timeout{10};
+    // No byte for this long ends the transfer. There is deliberately no total-time
+    // limit: it would kill a large, slow but healthy download.
+    std::chrono::seconds stall_timeout{30};
+    std::size_t buffer_size = 512 * 1024;
+};
+
+// Refuses anything but an https:// URL, before a key could be sent anywhere.
+void check_endpoint(std::string_view endpoint);
+
+class CurlClient final : public Client {
+public:
+    // Throws ApiError (config) for a bad endpoint or CA file.
+    explicit CurlClient(ClientConfig config);
+    ~CurlClient() override;
+    CurlClient(const CurlClient&) = delete;
+    CurlClient& operator=(const CurlClient&) = delete;
+
+    void download(const std::string& file_name, Sink& sink, CancelToken& cancel) override;
+
+    struct Handle;  // one easy + multi pair, with its warm connection
+
+private:
+    std::unique_ptr<Handle> checkout();
+    void checkin(std::unique_ptr<Handle> handle);
+
+    ClientConfig config_;
+    struct Share;
+    std::unique_ptr<Share> share_;  // TLS sessions and DNS shared across handles
+    // Guards idle_. Leaf lock.
+    std::mutex idle_mutex_;
+    // Idle handles keep their connections warm, so sequential calls reuse one TLS
+    // session; the throttle bounds how many exist at once.
+    std::vector<std::unique_ptr<Handle>> idle_;
+};
+
+}  // namespace euphoria::api

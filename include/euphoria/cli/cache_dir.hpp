@@ -1,0 +1,20 @@
+#pragma once
+// The disk tier's folder. Recordings are personal data: the folder is 0700, and
+// nothing is left in it after start-up or unmount.
+
+#include <string>
+
+namespace euphoria::cli {
+
+// /var/cache/euphoria/TENANT for root; $XDG_CACHE_HOME/euphoria/TENANT (or
+// ~/.cache/euphoria/TENANT) otherwise.
+std::string default_cache_dir(const std::string& tenant);
+
+// Creates the folder (and parents), makes it 0700, and removes cache files that a
+// killed daemon left behind. Throws std::runtime_error.
+void prepare_cache_dir(const std::string& path);
+
+// Removes every cache file in the folder; returns how many.
+int purge_cache_dir(const std::string& path) noexcept;
+
+}  // namespace euphoria::cli

@@ -1,0 +1,31 @@
+#pragma once
+// The key comes from a private file, or from the environment for containers; never
+// from argv, which every local user can read through ps.
+
+#include <string>
+
+#include "euphoria/api/secret.hpp"
+#include "euphoria/cli/options.hpp"
+
+namespace euphoria::cli {
+
+struct Credentials {
+    api::Secret key;
+    std::string tenant;  // from a tenant= line; empty when absent
+};
+
+// Parses "auth=KEY" / "key=KEY", "tenant=NAME", '#' comments and blank lines.
+// Throws UsageError with the line number for anything else.
+Credentials parse_credentials(const std::string& text, const std::string& file_name);
+
+// Reads FILE, refusing it when group or others may read or write it. Throws UsageError.
+Credentials load_credentials_file(const std::string& path);
+
+// Takes EUPHORIA_AUTH and scrubs it from this process's environment block.
+api::Secret take_key_from_environment();
+
+// The key for `config`: the file if given, else the environment. Checks that a
+// tenant= line agrees with the tenant being mounted. Throws UsageError.
+api::Secret resolve_key(const MountConfig& config);
+
+}  // namespace euphoria::cli

@@ -1,0 +1,64 @@
+#pragma once
+// The command line: mount(8)'s calling convention (SPEC DIR [-sfnv] [-o OPTIONS]),
+// with every -o option also accepted as a --long-option.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace euphoria::cli {
+
+// Bad usage: exit code 1, with this message.
+class UsageError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct MountConfig {
+    std::string tenant;
+    std::string mountpoint;
+    std::string credentials;
+    std::string endpoint;
+    std::string cafile;
+    unsigned cache_ttl = 30;
+    std::uint64_t mem_cache_size = 64ull << 20;
+    std::string cache_dir;  // empty: the default for the user
+    std::uint64_t cache_size = 1ull << 30;
+    unsigned max_concurrent = 3;
+    unsigned timeout = 30;
+    unsigned retries = 3;
+    std::string name_pattern = "*";
+    bool foreground = false;
+    bool debug = false;
+    bool allow_other = false;
+    std::optional<uid_t> uid;
+    std::optional<gid_t> gid;
+    mode_t umask = 0;
+    bool nocheck = false;
+    // mount(8) flags
+    bool sloppy = false;
+    bool fake = false;
+    bool verbose = false;
+    // Kernel mount flags passed along by mount(8): nosuid, nodev, noexec.
+    std::vector<std::string> kernel_flags;
+};
+
+enum class Action { mount, help, version };
+
+struct ParsedCommandLine {
+    Action action = Action::mount;
+    MountConfig config;
+    std::vector<std::string> notes;  // one-line notes for the user (rw, sloppy drops)
+};
+
+// Throws UsageError naming the offending option.
+ParsedCommandLine parse_command_line(int argc, const char* const* argv);
+std::string help_text();
+std::uint64_t parse_size(const std::string& option, const std::string& value);
+
+}  // namespace euphoria::cli

@@ -1,0 +1,34 @@
+#pragma once
+// Counters for operators, read while mounted (as extended attributes of the root),
+// the way CVMFS exposes hitrate and nioerr.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace euphoria::core {
+
+struct Stats {
+    std::atomic<std::uint64_t> upstream_calls{0};
+    std::atomic<std::uint64_t> coalesced_waits{0};
+    std::atomic<std::uint64_t> memory_hits{0};
+    std::atomic<std::uint64_t> disk_hits{0};
+    std::atomic<std::uint64_t> negative_hits{0};
+    std::atomic<std::uint64_t> bytes_fetched{0};
+    std::atomic<std::uint64_t> in_flight{0};
+    std::atomic<std::uint64_t> queued{0};
+    std::atomic<std::uint64_t> retries{0};
+
+    // Errors handed to callers, by errno; the last slot counts any other errno.
+    static constexpr std::array<int, 9> tracked_errnos{13, 2, 11, 5, 71, 110, 4, 28, 22};
+    std::array<std::atomic<std::uint64_t>, tracked_errnos.size() + 1> errors{};
+
+    void count_error(int err) noexcept;
+    // name -> decimal value, for listing. Names are stable: scripts read them.
+    std::vector<std::pair<std::string, std::uint64_t>> snapshot() const;
+};
+
+}  // namespace euphoria::core

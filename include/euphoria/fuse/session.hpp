@@ -1,0 +1,49 @@
+#pragma once
+// The libfuse lowlevel session: mounts, runs the multi-threaded loop, unmounts.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "euphoria/fuse/filesystem.hpp"
+
+struct fuse_session;
+
+namespace euphoria::fuse {
+
+struct SessionOptions {
+    std::string mountpoint;
+    std::string fsname;  // shown by mount(8) and df as the source, e.g. "euphoria:acme"
+    bool allow_other = false;
+    bool debug = false;
+    std::string extra_mount_options;  // ",nosuid,nodev" as passed by mount(8)
+    unsigned max_threads = 16;
+};
+
+class Session {
+public:
+    // Creates the session and mounts it. Throws std::runtime_error with the reason.
+    Session(Filesystem& fs, SessionOptions options);
+    ~Session();  // unmounts
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    // Serves requests until unmounted or a signal (SIGTERM, SIGINT, SIGHUP) arrives.
+    // Returns 0 on a clean end.
+    int run();
+    // Ends run() from another thread.
+    void stop();
+
+private:
+    struct SessionDeleter {
+        void operator()(fuse_session* se) const noexcept;
+    };
+    Filesystem& fs_;
+    SessionOptions options_;
+    std::unique_ptr<fuse_session, SessionDeleter> session_;
+    bool signals_set_ = false;
+    bool mounted_ = false;
+};
+
+}  // namespace euphoria::fuse

@@ -1,0 +1,281 @@
+#include "euphoria/api/curl_client.hpp"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <exception>
+#include <optional>
+
+#include "euphoria/api/error.hpp"
+#include "euphoria/api/reply_parser.hpp"
+#include "euphoria/api/request.hpp"
+
+namespace euphoria::api {
+
+namespace {
+
+struct EasyDeleter {
+    void operator()(CURL* h) const noexcept { curl_easy_cleanup(h); }
+};
+struct MultiDeleter {
+    void operator()(CURLM* h) const noexcept { curl_multi_cleanup(h); }
+};
+struct SlistDeleter {
+    void operator()(curl_slist* l) const noexcept { curl_slist_free_all(l); }
+};
+struct ShareDeleter {
+    void operator()(CURLSH* h) const noexcept { curl_share_cleanup(h); }
+};
+using EasyPtr = std::unique_ptr<CURL, EasyDeleter>;
+using MultiPtr = std::unique_ptr<CURLM, MultiDeleter>;
+using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
+using SharePtr = std::unique_ptr<CURLSH, ShareDeleter>;
+
+// curl_global_init is not thread-safe on older libcurls; do it once, first.
+void global_init_once() {
+    static const bool done = [] { return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }();
+    if (!done) throw ApiError(EIO, ErrorKind::local, "libcurl failed to initialise");
+}
+
+ApiError error_from_curl(CURLcode code, const char* detail) {
+    std::string text = detail && *detail ? detail : curl_easy_strerror(code);
+    switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return ApiError(ETIMEDOUT, ErrorKind::timeout, "timed out: " + text);
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return ApiError(EIO, ErrorKind::network, "network error: " + text);
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+        return ApiError(EIO, ErrorKind::tls, "TLS failure: " + text);
+    case CURLE_ABORTED_BY_CALLBACK:
+        return ApiError(EINTR, ErrorKind::cancelled, "cancelled");
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+        return ApiError(EINVAL, ErrorKind::config, "bad endpoint: " + text);
+    default:
+        return ApiError(EIO, ErrorKind::network, "transfer failed: " + text);
+    }
+}
+
+}  // namespace
+
+void check_endpoint(std::string_view endpoint) {
+    constexpr std::string_view scheme = "https://";
+    if (endpoint.size() <= scheme.size() || endpoint.substr(0, scheme.size()) != scheme) {
+        throw ApiError(EINVAL, ErrorKind::config,
+                       "endpoint must be an https:// URL (the key is never sent in clear): " +
+                           std::string(endpoint));
+    }
+}
+
+// The share lets a new connection resume an earlier TLS session instead of paying a
+// full handshake. libcurl needs the locking done for it when handles span threads.
+struct CurlClient::Share {
+    SharePtr handle{curl_share_init()};
+    std::array<std::mutex, CURL_LOCK_DATA_LAST> locks;
+
+    Share() {
+        if (!handle) throw std::bad_alloc();
+        curl_share_setopt(handle.get(), CURLSHOPT_LOCKFUNC, &Share::lock);
+        curl_share_setopt(handle.get(), CURLSHOPT_UNLOCKFUNC, &Share::unlock);
+        curl_share_setopt(handle.get(), CURLSHOPT_USERDATA, this);
+        curl_share_setopt(handle.get(), CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+        curl_share_setopt(handle.get(), CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    }
+    static void lock(CURL*, curl_lock_data data, curl_lock_access, void* self) {
+        static_cast<Share*>(self)->locks[data].lock();
+    }
+    static void unlock(CURL*, curl_lock_data data, void* self) {
+        static_cast<Share*>(self)->locks[data].unlock();
+    }
+};
+
+struct CurlClient::Handle {
+    MultiPtr multi{curl_multi_init()};
+    EasyPtr easy{curl_easy_init()};
+    SlistPtr headers;
+    std::array<char, CURL_ERROR_SIZE> error{};
+};
+
+namespace {
+
+// Per-call state the write callback reaches through CURLOPT_WRITEDATA.
+struct Transfer {
+    CURL* easy;
+    Sink& sink;
+    CancelToken& cancel;
+    std::optional<ReplyParser> parser;
+    long status = 0;
+    std::exception_ptr failure;  // thrown by the parser or sink; rethrown outside curl
+    // When the last byte arrived. curl's own low-speed check averages over a window
+    // of seconds, so a burst followed by silence would go unnoticed for too long.
+    std::chrono::steady_clock::time_point last_byte = std::chrono::steady_clock::now();
+
+    static size_t on_data(char* data, size_t, size_t size, void* self_ptr) {
+        auto* self = static_cast<Transfer*>(self_ptr);
+        try {
+            if (self->cancel.cancelled()) return 0;
+            self->last_byte = std::chrono::steady_clock::now();
+            if (self->status == 0) {
+                curl_easy_getinfo(self->easy, CURLINFO_RESPONSE_CODE, &self->status);
+                if (self->status == 200) self->parser.emplace(self->sink);
+            }
+            // A non-200 body is an HTML error page of the proxy or server: drop it.
+            if (self->parser) self->parser->feed(data, size);
+            return size;
+        } catch (...) {
+            self->failure = std::current_exception();
+            return 0;  // makes curl stop with CURLE_WRITE_ERROR
+        }
+    }
+};
+
+}  // namespace
+
+CurlClient::CurlClient(ClientConfig config) : config_(std::move(config)) {
+    check_endpoint(config_.endpoint);
+    global_init_once();
+    share_ = std::make_unique<Share>();
+}
+
+CurlClient::~CurlClient() = default;
+
+std::unique_ptr<CurlClient::Handle> CurlClient::checkout() {
+    {
+        std::lock_guard lock(idle_mutex_);
+        if (!idle_.empty()) {
+            auto h = std::move(idle_.back());
+            idle_.pop_back();
+            return h;
+        }
+    }
+    auto h = std::make_unique<Handle>();
+    if (!h->multi || !h->easy) throw std::bad_alloc();
+    CURL* e = h->easy.get();
+    auto set = [&](CURLoption opt, auto value) {
+        if (curl_easy_setopt(e, opt, value) != CURLE_OK) {
+            throw ApiError(EINVAL, ErrorKind::config, "libcurl refused an option");
+        }
+    };
+    set(CURLOPT_URL, config_.endpoint.c_str());
+    set(CURLOPT_PROTOCOLS_STR, "https");
+    set(CURLOPT_FOLLOWLOCATION, 0L);
+    set(CURLOPT_SSL_VERIFYPEER, 1L);
+    set(CURLOPT_SSL_VERIFYHOST, 2L);
+    if (!config_.ca_file.empty()) set(CURLOPT_CAINFO, config_.ca_file.c_str());
+    set(CURLOPT_CONNECTTIMEOUT, static_cast<long>(config_.connect_timeout.count()));
+    set(CURLOPT_BUFFERSIZE, static_cast<long>(config_.buffer_size));
+    set(CURLOPT_NOSIGNAL, 1L);
+    set(CURLOPT_TCP_KEEPALIVE, 1L);
+    set(CURLOPT_ERRORBUFFER, h->error.data());
+    set(CURLOPT_SHARE, share_->handle.get());
+    set(CURLOPT_USERAGENT, "euphoriafs/" EUPHORIA_API_VERSION);
+    set(CURLOPT_WRITEFUNCTION, &Transfer::on_data);
+    curl_slist* list = curl_slist_append(nullptr, "Content-Type: text/xml; charset=utf-8");
+    // Expect: 100-continue would cost a round trip on every call for a tiny body.
+    if (list) list = curl_slist_append(list, "Expect:");
+    if (!list) throw std::bad_alloc();
+    h->headers.reset(list);
+    set(CURLOPT_HTTPHEADER, h->headers.get());
+    return h;
+}
+
+void CurlClient::checkin(std::unique_ptr<Handle> handle) {
+    std::lock_guard lock(idle_mutex_);
+    constexpr std::size_t max_idle = 4;
+    if (idle_.size() < max_idle) idle_.push_back(std::move(handle));
+}
+
+void CurlClient::download(const std::string& file_name, Sink& sink, CancelToken& cancel) {
+    Secret body = build_download_request(config_.tenant, config_.key, file_name);
+    if (cancel.cancelled()) throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
+
+    auto handle = checkout();
+    CURL* easy = handle->easy.get();
+    CURLM* multi = handle->multi.get();
+    Transfer transfer{easy, sink, cancel, std::nullopt, 0, nullptr, std::chrono::steady_clock::now()};
+    handle->error[0] = '\0';
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.reveal().data());
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.reveal().size()));
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
+    sink.reset();
+
+    curl_multi_add_handle(multi, easy);
+    CURLcode result = CURLE_OK;
+    bool stalled = false;
+    {
+        // Wakes the poll below at once, so cancellation does not wait for a timeout.
+        CancelSubscription wake(&cancel, [multi] { curl_multi_wakeup(multi); });
+        int running = 1;
+        while (running) {
+            if (curl_multi_perform(multi, &running) != CURLM_OK) {
+                result = CURLE_FAILED_INIT;
+                break;
+            }
+            if (cancel.cancelled()) {
+                result = CURLE_ABORTED_BY_CALLBACK;
+                break;
+            }
+            if (!running) break;
+            const auto silent = std::chrono::steady_clock::now() - transfer.last_byte;
+            if (silent >= config_.stall_timeout) {
+                result = CURLE_OPERATION_TIMEDOUT;
+                stalled = true;
+                break;
+            }
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                config_.stall_timeout - silent);
+            curl_multi_poll(multi, nullptr, 0, static_cast<int>(std::clamp<long long>(left.count() + 1, 1, 1000)), nullptr);
+        }
+        int left = 0;
+        while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+            if (msg->msg == CURLMSG_DONE && result == CURLE_OK) result = msg->data.result;
+        }
+    }
+    curl_multi_remove_handle(multi, easy);
+    // The handle keeps a pointer to the body; scrub the key before anything else.
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, nullptr);
+    body.wipe();
+    const std::string detail =
+        stalled ? "no data for " + std::to_string(config_.stall_timeout.count()) + " s"
+                : std::string(handle->error.data());
+    // A transfer we broke off leaves a half-read connection: it goes with the handle.
+    if (stalled) throw error_from_curl(CURLE_OPERATION_TIMEDOUT, detail.c_str());
+    if (result == CURLE_ABORTED_BY_CALLBACK) throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
+    if (transfer.status == 0) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &transfer.status);
+    checkin(std::move(handle));
+
+    if (transfer.failure) std::rethrow_exception(transfer.failure);
+    if (cancel.cancelled()) throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
+    if (result != CURLE_OK) throw error_from_curl(result, detail.c_str());
+    if (transfer.status != 200) {
+        bool transient = transfer.status == 429 || transfer.status >= 500;
+        throw ApiError(EIO, transient ? ErrorKind::http_status : ErrorKind::other_error,
+                       "HTTP status " + std::to_string(transfer.status) + " from the API");
+    }
+    if (!transfer.parser) {
+        throw ApiError(EIO, ErrorKind::malformed, "malformed reply: empty body");
+    }
+    transfer.parser->finish();
+}
+
+}  // namespace euphoria::api

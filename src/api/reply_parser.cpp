@@ -1,0 +1,298 @@
+#include "euphoria/api/reply_parser.hpp"
+
+#include <libxml/parser.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <stdexcept>
+#include <string_view>
+
+#include "euphoria/api/error.hpp"
+
+namespace euphoria::api {
+
+namespace {
+
+// A libxml2 message can quote names from the reply; keep ours readable.
+constexpr std::size_t max_quoted_message = 200;
+constexpr std::size_t max_piece = INT_MAX;  // xmlParseChunk takes an int
+
+ApiError malformed(std::string_view what) {
+    return ApiError(EIO, ErrorKind::malformed, "malformed reply: " + std::string(what));
+}
+
+std::string_view trim_xml_space(std::string_view text) {
+    constexpr std::string_view space = " \t\r\n";
+    const auto first = text.find_first_not_of(space);
+    if (first == std::string_view::npos) return {};
+    return text.substr(first, text.find_last_not_of(space) - first + 1);
+}
+
+void append_bounded(std::string& field, const char* text, std::size_t size) {
+    const std::size_t room = ReplyParser::max_field_size - std::min(field.size(), ReplyParser::max_field_size);
+    field.append(text, std::min(size, room));
+}
+
+const char* as_chars(const xmlChar* text) { return reinterpret_cast<const char*>(text); }
+
+int clamp_to_int(std::uint64_t value) {
+    return static_cast<int>(std::min<std::uint64_t>(value, INT_MAX));
+}
+
+// libxml2 keeps global tables that must be set up once before threads share it.
+void init_libxml_once() {
+    static const bool initialised = [] {
+        xmlInitParser();
+        return true;
+    }();
+    (void)initialised;
+}
+
+}  // namespace
+
+// The C entry points libxml2 calls. Nothing may unwind through libxml2's frames, so
+// each catches everything and hands it to ReplyParser::fail(); the parse stops, and
+// the error is rethrown, once xmlParseChunk has returned.
+struct SaxCallbacks {
+    template <typename Event>
+    static void guarded(void* user, Event&& event) noexcept {
+        auto& parser = *static_cast<ReplyParser*>(user);
+        if (parser.failure_) return;
+        try {
+            event(parser);
+        } catch (...) {
+            parser.fail(std::current_exception());
+        }
+    }
+
+    static void start_element(void* user, const xmlChar* local_name, const xmlChar*,
+                              const xmlChar*, int, const xmlChar**, int, int, const xmlChar**) {
+        guarded(user, [&](ReplyParser& parser) { parser.on_start(as_chars(local_name)); });
+    }
+
+    static void end_element(void* user, const xmlChar*, const xmlChar*, const xmlChar*) {
+        guarded(user, [](ReplyParser& parser) { parser.on_end(); });
+    }
+
+    static void text(void* user, const xmlChar* text, int size) {
+        guarded(user, [&](ReplyParser& parser) {
+            parser.on_text(as_chars(text), static_cast<std::size_t>(size));
+        });
+    }
+
+    static void doctype(void* user, const xmlChar*, const xmlChar*, const xmlChar*) {
+        guarded(user, [](ReplyParser& parser) { parser.on_doctype(); });
+    }
+
+    // libxml2 2.12 made the error pointer const; take whichever this version passes.
+    template <typename ErrorPointer>
+    static void structured_error(void* user, ErrorPointer error) {
+        if (error == nullptr || error->level == XML_ERR_WARNING) return;
+        guarded(user, [&](ReplyParser& parser) {
+            parser.on_error(error->message ? error->message : "unknown error", error->line,
+                            error->int2);
+        });
+    }
+
+    static xmlSAXHandler handler() {
+        xmlSAXHandler handler{};
+        handler.initialized = XML_SAX2_MAGIC;
+        handler.startElementNs = start_element;
+        handler.endElementNs = end_element;
+        handler.characters = text;
+        handler.ignorableWhitespace = text;
+        handler.cdataBlock = text;
+        // A DTD could declare entities; refusing any DOCTYPE outright means none is
+        // ever loaded or expanded.
+        handler.internalSubset = doctype;
+        handler.externalSubset = doctype;
+        handler.serror = structured_error;
+        return handler;
+    }
+};
+
+void ReplyParser::ContextDeleter::operator()(xmlParserCtxt* ctxt) const noexcept {
+    xmlFreeParserCtxt(ctxt);
+}
+
+ReplyParser::ReplyParser(Sink& sink) : sink_(sink), decoder_(sink) {
+    init_libxml_once();
+    xmlSAXHandler handler = SaxCallbacks::handler();
+    ctxt_.reset(xmlCreatePushParserCtxt(&handler, this, nullptr, 0, nullptr));
+    if (!ctxt_) throw std::bad_alloc();
+    // No XML_PARSE_NOENT (entities stay unexpanded) and no XML_PARSE_HUGE: the large
+    // audioData text is streamed in pieces and never needs it.
+    xmlCtxtUseOptions(ctxt_.get(), XML_PARSE_NONET);
+}
+
+ReplyParser::~ReplyParser() = default;
+
+void ReplyParser::feed(const char* data, std::size_t size) {
+    check_usable();
+    if (size == 0) return;
+    bytes_fed_ += size;
+    try {
+        const std::size_t taken = bypass_libxml(data, size);
+        if (taken < size) parse(data + taken, size - taken, false);
+    } catch (...) {
+        fail(std::current_exception());
+        xmlStopParser(ctxt_.get());
+        throw;
+    }
+}
+
+void ReplyParser::finish() {
+    check_usable();
+    finished_ = true;
+    try {
+        finish_reply();
+    } catch (...) {
+        fail(std::current_exception());
+        xmlStopParser(ctxt_.get());
+        throw;
+    }
+}
+
+void ReplyParser::finish_reply() {
+    if (bytes_fed_ == 0) throw malformed("empty body");
+    parse(nullptr, 0, true);
+    if (!root_closed_) throw malformed("reply ended before </XML>");
+    if (error_seen_) throw error_from_server_text(trim_xml_space(error_text_));
+    if (!audio_seen_) throw ApiError(ENOENT, ErrorKind::not_found, "no such recording: reply has no audioData");
+    if (decoder_.decoded_bytes() == 0) {
+        throw ApiError(ENOENT, ErrorKind::not_found, "no such recording: audioData is empty");
+    }
+    sink_.complete();
+}
+
+void ReplyParser::check_usable() const {
+    if (failure_) std::rethrow_exception(failure_);
+    if (finished_) throw std::logic_error("ReplyParser used after finish()");
+}
+
+// Only silences the SAX events, which is safe inside a callback. xmlStopParser is
+// not: libxml2 2.9 frees the input it is still reading, so it waits until
+// xmlParseChunk has returned.
+void ReplyParser::fail(std::exception_ptr error) noexcept {
+    if (!failure_) failure_ = std::move(error);
+    ctxt_->disableSAX = 1;
+}
+
+void ReplyParser::parse(const char* data, std::size_t size, bool terminate) {
+    do {
+        const std::size_t piece = std::min(size, max_piece);
+        const bool last = piece == size;
+        xmlParseChunk(ctxt_.get(), data, static_cast<int>(piece), terminate && last ? 1 : 0);
+        // Every error should have come through serror; this catches any that did not.
+        if (!failure_ && !ctxt_->wellFormed) {
+            fail(std::make_exception_ptr(malformed("not well-formed XML")));
+        }
+        if (failure_) {
+            xmlStopParser(ctxt_.get());
+            std::rethrow_exception(failure_);
+        }
+        data += piece;
+        size -= piece;
+    } while (size > 0);
+}
+
+// libxml2 scans and copies every byte it is given, which costs more than decoding
+// them. While it sits inside <audioData> having consumed all it was given, with no
+// encoding conversion pending, the text up to the next byte that is not base64 or
+// whitespace can go straight to the decoder: libxml2 would have passed that text to
+// on_text unchanged (its CR/LF normalisation cannot matter, whitespace is skipped).
+// Its position is advanced to match, so later error messages still point right.
+std::size_t ReplyParser::bypass_libxml(const char* data, std::size_t size) {
+    if (field_ != Field::audio_data || depth_ != field_depth_) return 0;
+    xmlParserCtxt& ctxt = *ctxt_;
+    xmlParserInput* input = ctxt.input;
+    const bool idle_in_text = ctxt.instate == XML_PARSER_CONTENT && ctxt.inputNr == 1 &&
+                              !ctxt.disableSAX && input != nullptr && input->buf != nullptr &&
+                              input->buf->encoder == nullptr && input->cur == input->end;
+    if (!idle_in_text) return 0;
+
+    const Base64Decoder::TextPosition before = decoder_.position();
+    const std::size_t taken = decoder_.feed_prefix(data, size);
+    const Base64Decoder::TextPosition& after = decoder_.position();
+    input->consumed += taken;
+    if (after.line_breaks == before.line_breaks) {
+        input->col = clamp_to_int(static_cast<std::uint64_t>(input->col) + taken);
+    } else {
+        input->line = clamp_to_int(static_cast<std::uint64_t>(input->line) + after.line_breaks -
+                                   before.line_breaks);
+        input->col = clamp_to_int(after.offset - after.line_start + 1);
+    }
+    return taken;
+}
+
+void ReplyParser::on_start(const char* name) {
+    ++depth_;
+    const std::string_view element(name);
+    if (depth_ == 1) {
+        if (element != "XML") throw malformed("reply is not rooted at <XML>");
+        return;
+    }
+    // Elements nested in a field, or anywhere else, carry nothing we read.
+    if (field_ != Field::none) return;
+    const bool reply_field = depth_ == 2 || (depth_ == 3 && in_call_recording_);
+    if (!reply_field) return;
+
+    if (depth_ == 2 && element == "CallRecording") {
+        in_call_recording_ = true;
+    } else if (element == "audioData") {
+        if (error_seen_) return;  // an <Error> reply: the error wins over any data
+        if (audio_seen_) throw malformed("reply has more than one audioData");
+        audio_seen_ = true;
+        open_field(Field::audio_data);
+    } else if (element == "fileName" && !file_name_seen_) {
+        file_name_seen_ = true;
+        open_field(Field::file_name);
+    } else if (depth_ == 2 && element == "Error" && !error_seen_) {
+        error_seen_ = true;
+        open_field(Field::error);
+    }
+}
+
+void ReplyParser::open_field(Field field) {
+    field_ = field;
+    field_depth_ = depth_;
+}
+
+void ReplyParser::on_end() {
+    if (field_ != Field::none && depth_ == field_depth_) {
+        if (field_ == Field::audio_data) decoder_.finish();
+        field_ = Field::none;
+    }
+    if (depth_ == 2) in_call_recording_ = false;
+    if (depth_ == 1) root_closed_ = true;
+    --depth_;
+}
+
+void ReplyParser::on_text(const char* text, std::size_t size) {
+    if (field_ == Field::none || depth_ != field_depth_) return;
+    switch (field_) {
+    case Field::audio_data:
+        decoder_.feed(text, size);
+        break;
+    case Field::error:
+        append_bounded(error_text_, text, size);
+        break;
+    case Field::file_name:
+        append_bounded(file_name_, text, size);
+        break;
+    case Field::none:
+        break;
+    }
+}
+
+void ReplyParser::on_error(const char* message, int line, int column) {
+    std::string_view text = trim_xml_space(message);
+    if (text.size() > max_quoted_message) text = text.substr(0, max_quoted_message);
+    throw malformed(std::string(text) + " (line " + std::to_string(line) + ", column " +
+                    std::to_string(column) + ")");
+}
+
+void ReplyParser::on_doctype() { throw malformed("reply has a DOCTYPE"); }
+
+}  // namespace euphoria::api

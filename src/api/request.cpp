@@ -1,0 +1,128 @@
+#include "euphoria/api/request.hpp"
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "euphoria/api/error.hpp"
+
+namespace euphoria::api {
+
+namespace {
+
+struct DocDeleter {
+    void operator()(xmlDoc* doc) const noexcept { xmlFreeDoc(doc); }
+};
+using DocPtr = std::unique_ptr<xmlDoc, DocDeleter>;
+
+const xmlChar* xml_str(const char* s) { return reinterpret_cast<const xmlChar*>(s); }
+
+// XML 1.0 Char production, decoded from UTF-8; anything else cannot be sent.
+bool valid_xml_utf8(std::string_view s) {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        auto c = static_cast<unsigned char>(s[i]);
+        char32_t cp;
+        std::size_t len;
+        if (c < 0x80) {
+            cp = c;
+            len = 1;
+        } else if ((c & 0xE0) == 0xC0) {
+            cp = c & 0x1F;
+            len = 2;
+        } else if ((c & 0xF0) == 0xE0) {
+            cp = c & 0x0F;
+            len = 3;
+        } else if ((c & 0xF8) == 0xF0) {
+            cp = c & 0x07;
+            len = 4;
+        } else {
+            return false;
+        }
+        if (i + len > s.size()) return false;
+        for (std::size_t k = 1; k < len; ++k) {
+            auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (cc & 0x3F);
+        }
+        static constexpr char32_t min_for_len[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_for_len[len]) return false;  // overlong encoding
+        bool ok = cp == 0x9 || cp == 0xA || cp == 0xD || (cp >= 0x20 && cp <= 0xD7FF) ||
+                  (cp >= 0xE000 && cp <= 0xFFFD) || (cp >= 0x10000 && cp <= 0x10FFFF);
+        if (!ok) return false;
+        i += len;
+    }
+    return true;
+}
+
+Secret build(std::string_view tenant, std::string_view key, std::string_view file_name) {
+    DocPtr doc(xmlNewDoc(xml_str("1.0")));
+    if (!doc) throw std::bad_alloc();
+    xmlNode* root = xmlNewDocNode(doc.get(), nullptr, xml_str("XML"), nullptr);
+    if (!root) throw std::bad_alloc();
+    xmlDocSetRootElement(doc.get(), root);
+
+    // xmlNewTextChild escapes its content; xmlNewChild would not.
+    auto add_text = [](xmlNode* parent, const char* name, std::string_view value) {
+        std::string v(value);
+        xmlNode* node = xmlNewTextChild(parent, nullptr, xml_str(name), xml_str(v.c_str()));
+        wipe_string(v);
+        if (!node) throw std::bad_alloc();
+        return node;
+    };
+    xmlNode* tenant_node = xmlNewChild(root, nullptr, xml_str("Tenant"), nullptr);
+    if (!tenant_node) throw std::bad_alloc();
+    add_text(tenant_node, "Name", tenant);
+    add_text(tenant_node, "Auth", key);
+    add_text(root, "ActionName", download_action);
+    add_text(root, "FileName", file_name);
+
+    xmlChar* mem = nullptr;
+    int size = 0;
+    xmlDocDumpMemoryEnc(doc.get(), &mem, &size, "UTF-8");
+    if (!mem) throw std::bad_alloc();
+    std::string body(reinterpret_cast<const char*>(mem), static_cast<std::size_t>(size));
+    // The dump held the key: scrub libxml2's copy before handing it back.
+    explicit_bzero(mem, static_cast<std::size_t>(size));
+    xmlFree(mem);
+    // The tree's text nodes also held it.
+    for (xmlNode* n = tenant_node->children; n; n = n->next) {
+        if (n->children && n->children->content) {
+            auto* c = n->children->content;
+            explicit_bzero(c, xmlStrlen(c));
+        }
+    }
+    return Secret(std::move(body));
+}
+
+}  // namespace
+
+void validate_file_name(std::string_view file_name) {
+    if (file_name.empty()) {
+        throw ApiError(EINVAL, ErrorKind::invalid_name, "empty file name");
+    }
+    if (!valid_xml_utf8(file_name)) {
+        throw ApiError(EINVAL, ErrorKind::invalid_name,
+                       "file name is not UTF-8 text that XML can carry");
+    }
+}
+
+Secret build_download_request(std::string_view tenant, const Secret& key,
+                              std::string_view file_name) {
+    validate_file_name(file_name);
+    if (!valid_xml_utf8(tenant)) {
+        throw ApiError(EINVAL, ErrorKind::config, "tenant name is not valid text");
+    }
+    return build(tenant, key.reveal(), file_name);
+}
+
+std::string describe_download_request(std::string_view tenant, std::string_view file_name) {
+    Secret shown = build(valid_xml_utf8(tenant) ? tenant : "?", "***",
+                         valid_xml_utf8(file_name) ? file_name : "?");
+    return std::string(shown.reveal());
+}
+
+}  // namespace euphoria::api

@@ -1,0 +1,220 @@
+#include "euphoria/cli/app.hpp"
+
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <optional>
+#include <random>
+
+#include "euphoria/api/curl_client.hpp"
+#include "euphoria/api/error.hpp"
+#include "euphoria/cli/cache_dir.hpp"
+#include "euphoria/cli/credentials.hpp"
+#include "euphoria/cli/daemon.hpp"
+#include "euphoria/cli/logger.hpp"
+#include "euphoria/cli/options.hpp"
+#include "euphoria/core/fetcher.hpp"
+#include "euphoria/fuse/session.hpp"
+
+namespace euphoria::cli {
+
+namespace {
+
+// A failure that ends the helper with a mount(8) exit code.
+struct Fatal {
+    int code;
+    std::string message;
+};
+
+class DiscardSink final : public api::Sink {
+public:
+    void reset() override {}
+    void write(std::span<const std::byte>) override {}
+    void complete() override {}
+};
+
+void check_mountpoint(const std::string& dir) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) {
+        const int err = errno;
+        if (err == ENOTCONN) {
+            throw Fatal{exit_mount_failure,
+                        "mount point " + dir +
+                            ": Transport endpoint is not connected (an earlier mount died). "
+                            "Recover with: fusermount3 -uz " + dir};
+        }
+        throw Fatal{exit_mount_failure, "mount point " + dir + ": " + std::strerror(err)};
+    }
+    if (!S_ISDIR(st.st_mode)) throw Fatal{exit_mount_failure, "mount point " + dir + " is not a folder"};
+}
+
+void check_cafile(const std::string& path) {
+    if (path.empty()) return;
+    if (::access(path.c_str(), R_OK) != 0) {
+        throw Fatal{exit_usage, "cafile " + path + ": " + std::strerror(errno)};
+    }
+}
+
+// One call for a name that cannot exist: a wrong key, an untrusted certificate or an
+// unreachable endpoint fails the mount now instead of every file later.
+void probe(api::Client& client, const std::string& endpoint) {
+    std::random_device rd;
+    const std::string name = "euphoriafs-probe-" + std::to_string(rd()) + std::to_string(rd()) + ".WAV";
+    DiscardSink sink;
+    api::CancelToken cancel;
+    try {
+        client.download(name, sink, cancel);
+    } catch (const api::ApiError& e) {
+        switch (e.kind()) {
+        case api::ErrorKind::not_found:
+        case api::ErrorKind::busy:  // only said once the key was accepted
+            return;
+        case api::ErrorKind::auth:
+            throw Fatal{exit_mount_failure, "the API refused the key: " + std::string(e.what())};
+        default:
+            throw Fatal{exit_mount_failure,
+                        "start-up check against " + endpoint + " failed: " + e.what() +
+                            " (-o nocheck skips this check)"};
+        }
+    }
+}
+
+std::string join_flags(const std::vector<std::string>& flags) {
+    std::string out;
+    for (const auto& f : flags) out += "," + f;
+    return out;
+}
+
+int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& cache_dir,
+          std::optional<Daemon>& daemon) {
+    std::unique_ptr<core::Logger> logger;
+    if (cfg.foreground) {
+        logger = std::make_unique<StderrLogger>(cfg.debug || cfg.verbose);
+    } else {
+        logger = std::make_unique<SyslogLogger>(cfg.debug || cfg.verbose);
+    }
+    core::SystemClock clock;
+    core::Stats stats;
+    auto budget = std::make_shared<core::DiskBudget>(cfg.cache_size);
+    core::CacheLimits limits;
+    limits.memory_cap = cfg.mem_cache_size;
+    core::ContentCache cache(limits, budget);
+
+    core::FetcherConfig fc;
+    fc.max_concurrent = cfg.max_concurrent;
+    fc.ttl = std::chrono::seconds(cfg.cache_ttl);
+    fc.retry.retries = cfg.retries;
+    // A recording bigger than an eighth of the memory tier goes to disk, so a few
+    // large ones cannot push every small one out.
+    fc.builder = {cache_dir, std::max<std::uint64_t>(cfg.mem_cache_size / 8, 64 << 10), budget};
+    fc.names = core::NamePolicy(cfg.name_pattern);
+
+    int rc = 0;
+    {
+        core::Fetcher fetcher(client, cache, clock, stats, *logger, fc);
+        fuse::Ownership owner{cfg.uid.value_or(::getuid()), cfg.gid.value_or(::getgid()), cfg.umask};
+        fuse::Filesystem filesystem(fetcher, cache, stats, clock, owner);
+        fuse::SessionOptions so;
+        so.mountpoint = cfg.mountpoint;
+        so.fsname = "euphoria:" + cfg.tenant;
+        so.allow_other = cfg.allow_other;
+        so.debug = cfg.debug;
+        so.extra_mount_options = join_flags(cfg.kernel_flags);
+        std::unique_ptr<fuse::Session> session;
+        try {
+            session = std::make_unique<fuse::Session>(filesystem, so);
+        } catch (const std::exception& e) {
+            throw Fatal{exit_mount_failure, e.what()};
+        }
+        logger->log(core::LogLevel::info, "mounted tenant " + cfg.tenant + " on " + cfg.mountpoint);
+        if (daemon) daemon->ready();
+        rc = session->run();
+        session.reset();  // unmounts
+        logger->log(core::LogLevel::info, "unmounted " + cfg.mountpoint);
+    }
+    cache.clear();
+    purge_cache_dir(cache_dir);
+    return rc == 0 ? exit_ok : exit_mount_failure;
+}
+
+}  // namespace
+
+int run(int argc, const char* const* argv) {
+    // Before the key is read: no core dumps or ptrace by other users of its memory.
+    ::prctl(PR_SET_DUMPABLE, 0);
+    ::umask(077);
+
+    std::optional<Daemon> daemon;
+    try {
+        ParsedCommandLine parsed;
+        try {
+            parsed = parse_command_line(argc, argv);
+        } catch (const UsageError& e) {
+            throw Fatal{exit_usage, e.what()};
+        }
+        if (parsed.action == Action::help) {
+            std::cout << help_text();
+            return exit_ok;
+        }
+        if (parsed.action == Action::version) {
+            std::cout << "mount.euphoria (euphoriafs) " << EUPHORIA_VERSION << "\n";
+            return exit_ok;
+        }
+        const MountConfig& cfg = parsed.config;
+        for (const auto& note : parsed.notes) std::cerr << "mount.euphoria: " << note << "\n";
+
+        api::ClientConfig client_config;
+        client_config.endpoint = cfg.endpoint;
+        client_config.tenant = cfg.tenant;
+        client_config.ca_file = cfg.cafile;
+        client_config.connect_timeout = std::chrono::seconds(cfg.timeout);
+        client_config.stall_timeout = std::chrono::seconds(cfg.timeout);
+        try {
+            api::check_endpoint(cfg.endpoint);
+            client_config.key = resolve_key(cfg);
+        } catch (const UsageError& e) {
+            throw Fatal{exit_usage, e.what()};
+        } catch (const api::ApiError& e) {
+            throw Fatal{exit_usage, e.what()};
+        }
+        check_mountpoint(cfg.mountpoint);
+        check_cafile(cfg.cafile);
+        const std::string cache_dir = cfg.cache_dir.empty() ? default_cache_dir(cfg.tenant) : cfg.cache_dir;
+
+        api::CurlClient client(std::move(client_config));
+        if (!cfg.nocheck) probe(client, cfg.endpoint);
+        if (cfg.fake) {
+            if (cfg.verbose) std::cerr << "mount.euphoria: all checks passed; -f: not mounting\n";
+            return exit_ok;
+        }
+        try {
+            prepare_cache_dir(cache_dir);
+        } catch (const std::exception& e) {
+            throw Fatal{exit_mount_failure, e.what()};
+        }
+        if (!cfg.foreground) daemon.emplace(Daemon::detach());
+        return serve(cfg, client, cache_dir, daemon);
+    } catch (const Fatal& f) {
+        if (daemon) {
+            daemon->failed(f.code, "mount.euphoria: " + f.message);
+        } else {
+            std::cerr << "mount.euphoria: " << f.message << "\n";
+        }
+        return f.code;
+    } catch (const std::exception& e) {
+        const std::string msg = std::string("mount.euphoria: ") + e.what();
+        if (daemon) {
+            daemon->failed(exit_mount_failure, msg);
+        } else {
+            std::cerr << msg << "\n";
+        }
+        return exit_mount_failure;
+    }
+}
+
+}  // namespace euphoria::cli

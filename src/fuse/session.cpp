@@ -1,0 +1,414 @@
+// The thin layer: each callback decodes its arguments, calls Filesystem, replies.
+// No exception may cross into libfuse's C frames, so each callback catches all.
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include "euphoria/fuse/session.hpp"
+
+#include <fuse3/fuse_lowlevel.h>
+
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace euphoria::fuse {
+
+namespace {
+
+Filesystem& fs_of(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
+
+// A FUSE interrupt (Ctrl-C on the reader) fires the token, which wakes the waiter.
+// Unregistering takes libfuse's request lock, so the callback can never run late.
+// It must end before the reply: replying frees the request.
+class InterruptScope {
+public:
+    explicit InterruptScope(fuse_req_t req) : req_(req) {
+        fuse_req_interrupt_func(req_, &InterruptScope::on_interrupt, &token_);
+    }
+    ~InterruptScope() { fuse_req_interrupt_func(req_, nullptr, nullptr); }
+    api::CancelToken* token() { return &token_; }
+
+private:
+    static void on_interrupt(fuse_req_t, void* token) {
+        static_cast<api::CancelToken*>(token)->cancel();
+    }
+    fuse_req_t req_;
+    api::CancelToken token_;
+};
+
+// Runs a callback body; anything thrown becomes EIO instead of crossing into C.
+template <class F>
+void guarded(fuse_req_t req, F&& body) {
+    try {
+        body();
+    } catch (const std::bad_alloc&) {
+        fuse_reply_err(req, ENOMEM);
+    } catch (...) {
+        fuse_reply_err(req, EIO);
+    }
+}
+
+struct OpenFile {
+    std::shared_ptr<const core::Content> content;  // pins the bytes until release
+};
+
+struct OpenDir {
+    std::vector<DirEntry> entries;  // a snapshot, so offsets stay stable
+};
+
+void sfs_init(void*, fuse_conn_info* conn) {
+    // Large reads: one request per MiB instead of per 128 KiB.
+    conn->max_readahead = 1 << 20;
+    conn->max_read = 1 << 20;  // must match the max_read mount option
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+    // Without this the kernel sends one lookup at a time per folder, and every
+    // recording lives in one folder: the three upstream slots would never fill.
+    // (libfuse 3.14 drops it from its reply; negotiate_init() puts it back.)
+    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    // Never let the kernel cache a negative or positive entry beyond what we say.
+    conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+void reply_entry(fuse_req_t req, const EntryAnswer& a) {
+    if (a.error) {
+        fuse_reply_err(req, a.error);
+        return;
+    }
+    fuse_entry_param e{};
+    e.ino = a.ino;
+    e.attr = a.attr;
+    e.attr_timeout = a.timeout;
+    e.entry_timeout = a.timeout;
+    fuse_reply_entry(req, &e);
+}
+
+void sfs_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+    guarded(req, [&] {
+        EntryAnswer a;
+        {
+            InterruptScope interrupt(req);
+            a = fs_of(req).do_lookup(parent, name, interrupt.token());
+        }
+        reply_entry(req, a);
+    });
+}
+
+void sfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+    try {
+        fs_of(req).do_forget(ino, nlookup);
+    } catch (...) {
+    }
+    fuse_reply_none(req);
+}
+
+void sfs_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+    try {
+        for (size_t i = 0; i < count; ++i) fs_of(req).do_forget(forgets[i].ino, forgets[i].nlookup);
+    } catch (...) {
+    }
+    fuse_reply_none(req);
+}
+
+void sfs_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+    guarded(req, [&] {
+        EntryAnswer a;
+        {
+            InterruptScope interrupt(req);
+            a = fs_of(req).do_getattr(ino, interrupt.token());
+        }
+        if (a.error) {
+            fuse_reply_err(req, a.error);
+        } else {
+            fuse_reply_attr(req, &a.attr, a.timeout);
+        }
+    });
+}
+
+void sfs_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, [&] {
+        OpenAnswer a;
+        {
+            InterruptScope interrupt(req);
+            a = fs_of(req).do_open(ino, fi->flags, interrupt.token());
+        }
+        if (a.error) {
+            fuse_reply_err(req, a.error);
+            return;
+        }
+        auto file = std::make_unique<OpenFile>(OpenFile{std::move(a.content)});
+        fi->fh = reinterpret_cast<uint64_t>(file.get());
+        fi->keep_cache = a.keep_cache;
+        if (fuse_reply_open(req, fi) == 0) file.release();
+    });
+}
+
+void sfs_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+    guarded(req, [&] {
+        const auto& content = *reinterpret_cast<OpenFile*>(fi->fh)->content;
+        const auto total = content.size();
+        if (off < 0 || static_cast<std::uint64_t>(off) >= total) {
+            fuse_reply_buf(req, nullptr, 0);
+            return;
+        }
+        const auto n = std::min<std::uint64_t>(size, total - static_cast<std::uint64_t>(off));
+        if (const auto* bytes = content.data()) {
+            fuse_reply_buf(req, reinterpret_cast<const char*>(bytes) + off, n);
+            return;
+        }
+        // The disk tier: libfuse splices from the cache file when it can.
+        fuse_bufvec buf = FUSE_BUFVEC_INIT(n);
+        buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+        buf.buf[0].fd = content.fd();
+        buf.buf[0].pos = off;
+        fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+    });
+}
+
+void sfs_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    delete reinterpret_cast<OpenFile*>(fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+void sfs_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, [&] {
+        int error = 0;
+        auto dir = std::make_unique<OpenDir>(OpenDir{fs_of(req).do_readdir(ino, error)});
+        if (error) {
+            fuse_reply_err(req, error);
+            return;
+        }
+        fi->fh = reinterpret_cast<uint64_t>(dir.get());
+        if (fuse_reply_open(req, fi) == 0) dir.release();
+    });
+}
+
+void sfs_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+    guarded(req, [&] {
+        const auto& entries = reinterpret_cast<OpenDir*>(fi->fh)->entries;
+        std::vector<char> buf(size);
+        size_t used = 0;
+        for (auto i = static_cast<size_t>(std::max<off_t>(off, 0)); i < entries.size(); ++i) {
+            struct stat st {};
+            st.st_ino = entries[i].ino;
+            st.st_mode = entries[i].mode;
+            const size_t need = fuse_add_direntry(req, buf.data() + used, size - used,
+                                                  entries[i].name.c_str(), &st,
+                                                  static_cast<off_t>(i + 1));
+            if (need > size - used) break;
+            used += need;
+        }
+        fuse_reply_buf(req, buf.data(), used);
+    });
+}
+
+void sfs_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    delete reinterpret_cast<OpenDir*>(fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+void sfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+    guarded(req, [&] {
+        int error = 0;
+        auto value = fs_of(req).do_getxattr(ino, name, error);
+        if (error) {
+            fuse_reply_err(req, error);
+        } else if (size == 0) {
+            fuse_reply_xattr(req, value.size());
+        } else if (size < value.size()) {
+            fuse_reply_err(req, ERANGE);
+        } else {
+            fuse_reply_buf(req, value.data(), value.size());
+        }
+    });
+}
+
+void sfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+    guarded(req, [&] {
+        auto list = fs_of(req).do_listxattr(ino);
+        if (size == 0) {
+            fuse_reply_xattr(req, list.size());
+        } else if (size < list.size()) {
+            fuse_reply_err(req, ERANGE);
+        } else {
+            fuse_reply_buf(req, list.data(), list.size());
+        }
+    });
+}
+
+void sfs_statfs(fuse_req_t req, fuse_ino_t) {
+    struct statvfs st {};
+    st.f_bsize = st.f_frsize = 4096;
+    st.f_namemax = 255;
+    fuse_reply_statfs(req, &st);
+}
+
+// Every way of changing the tree: the mount is read-only.
+void sfs_setattr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) { fuse_reply_err(req, EROFS); }
+void sfs_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { fuse_reply_err(req, EROFS); }
+void sfs_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { fuse_reply_err(req, EROFS); }
+void sfs_unlink(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void sfs_rmdir(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void sfs_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void sfs_rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) { fuse_reply_err(req, EROFS); }
+void sfs_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void sfs_create(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) { fuse_reply_err(req, EROFS); }
+void sfs_setxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { fuse_reply_err(req, EROFS); }
+void sfs_removexattr(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void sfs_write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) { fuse_reply_err(req, EROFS); }
+
+const fuse_lowlevel_ops& operations() {
+    static const fuse_lowlevel_ops ops = [] {
+        fuse_lowlevel_ops o{};
+        o.init = sfs_init;
+        o.lookup = sfs_lookup;
+        o.forget = sfs_forget;
+        o.forget_multi = sfs_forget_multi;
+        o.getattr = sfs_getattr;
+        o.open = sfs_open;
+        o.read = sfs_read;
+        o.release = sfs_release;
+        o.opendir = sfs_opendir;
+        o.readdir = sfs_readdir;
+        o.releasedir = sfs_releasedir;
+        o.getxattr = sfs_getxattr;
+        o.listxattr = sfs_listxattr;
+        o.statfs = sfs_statfs;
+        o.setattr = sfs_setattr;
+        o.mknod = sfs_mknod;
+        o.mkdir = sfs_mkdir;
+        o.unlink = sfs_unlink;
+        o.rmdir = sfs_rmdir;
+        o.symlink = sfs_symlink;
+        o.rename = sfs_rename;
+        o.link = sfs_link;
+        o.create = sfs_create;
+        o.setxattr = sfs_setxattr;
+        o.removexattr = sfs_removexattr;
+        o.write = sfs_write;
+        return o;
+    }();
+    return ops;
+}
+
+struct ArgsDeleter {
+    void operator()(fuse_args* a) const noexcept { fuse_opt_free_args(a); delete a; }
+};
+
+struct LoopConfigDeleter {
+    void operator()(fuse_loop_config* c) const noexcept { fuse_loop_cfg_destroy(c); }
+};
+
+class FdGuard {
+public:
+    explicit FdGuard(int fd) : fd_(fd) {}
+    ~FdGuard() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    FdGuard(const FdGuard&) = delete;
+    FdGuard& operator=(const FdGuard&) = delete;
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+// libfuse before 3.17 never sets FUSE_PARALLEL_DIROPS in its INIT reply, whatever
+// init() asks for, so the kernel serialises every lookup in our one folder. We let
+// libfuse handle INIT as usual, but with its reply caught in a pipe, add the flag the
+// kernel offered, and send the reply on ourselves. Public API only: the session's fd
+// number is borrowed for the duration of one request, before any thread starts.
+void negotiate_init(fuse_session* se) {
+    const int fd = fuse_session_fd(se);
+    fuse_buf request{};
+    const int got = fuse_session_receive_buf(se, &request);
+    std::unique_ptr<void, decltype(&std::free)> request_mem(request.mem, &std::free);
+    if (got <= 0) throw std::runtime_error("no INIT request from the kernel");
+    if (request.flags & FUSE_BUF_IS_FD) {
+        throw std::runtime_error("unexpected spliced INIT request");
+    }
+    const auto* in = static_cast<const fuse_in_header*>(request.mem);
+    bool kernel_offers = false;
+    if (in->opcode == FUSE_INIT && static_cast<size_t>(got) >= sizeof(fuse_in_header) + sizeof(fuse_init_in)) {
+        const auto* init = reinterpret_cast<const fuse_init_in*>(in + 1);
+        kernel_offers = init->flags & FUSE_PARALLEL_DIROPS;
+    }
+    if (!kernel_offers) {
+        fuse_session_process_buf(se, &request);
+        return;
+    }
+
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+    FdGuard pipe_read(pipe_fds[0]);
+    FdGuard pipe_write(pipe_fds[1]);
+    FdGuard device(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (device.get() < 0 || ::dup2(pipe_write.get(), fd) < 0) throw std::runtime_error("dup failed");
+    fuse_session_process_buf(se, &request);
+    ::dup2(device.get(), fd);
+
+    char reply[4096];
+    const auto n = ::read(pipe_read.get(), reply, sizeof reply);
+    if (n < static_cast<ssize_t>(sizeof(fuse_out_header))) throw std::runtime_error("no INIT reply");
+    auto* out = reinterpret_cast<fuse_out_header*>(reply);
+    if (out->error == 0 && static_cast<size_t>(n) >= sizeof(fuse_out_header) + offsetof(fuse_init_out, flags) + sizeof(uint32_t)) {
+        auto* init_out = reinterpret_cast<fuse_init_out*>(out + 1);
+        init_out->flags |= FUSE_PARALLEL_DIROPS;
+    }
+    if (::write(fd, reply, static_cast<size_t>(n)) != n) throw std::runtime_error("INIT reply failed");
+}
+
+}  // namespace
+
+void Session::SessionDeleter::operator()(fuse_session* se) const noexcept { fuse_session_destroy(se); }
+
+Session::Session(Filesystem& fs, SessionOptions options) : fs_(fs), options_(std::move(options)) {
+    std::unique_ptr<fuse_args, ArgsDeleter> args(new fuse_args FUSE_ARGS_INIT(0, nullptr));
+    auto add = [&](const std::string& arg) {
+        if (fuse_opt_add_arg(args.get(), arg.c_str()) != 0) throw std::bad_alloc();
+    };
+    add("mount.euphoria");
+    if (options_.debug) add("-d");
+    // ro makes the kernel refuse writes itself; the EROFS handlers are a second line.
+    std::string mount_opts = "ro,fsname=" + options_.fsname + ",subtype=euphoria,max_read=1048576";
+    if (options_.allow_other) mount_opts += ",allow_other,default_permissions";
+    mount_opts += options_.extra_mount_options;
+    add("-o");
+    add(mount_opts);
+
+    session_.reset(fuse_session_new(args.get(), &operations(), sizeof(fuse_lowlevel_ops), &fs_));
+    if (!session_) throw std::runtime_error("cannot create the FUSE session");
+    if (fuse_set_signal_handlers(session_.get()) != 0) {
+        throw std::runtime_error("cannot install signal handlers");
+    }
+    signals_set_ = true;
+    if (fuse_session_mount(session_.get(), options_.mountpoint.c_str()) != 0) {
+        throw std::runtime_error("cannot mount on " + options_.mountpoint);
+    }
+    mounted_ = true;
+}
+
+Session::~Session() {
+    if (!session_) return;
+    if (signals_set_) fuse_remove_signal_handlers(session_.get());
+    if (mounted_) fuse_session_unmount(session_.get());
+}
+
+int Session::run() {
+    negotiate_init(session_.get());
+    if (fuse_session_exited(session_.get())) return EPROTO;
+    std::unique_ptr<fuse_loop_config, LoopConfigDeleter> config(fuse_loop_cfg_create());
+    if (!config) throw std::bad_alloc();
+    fuse_loop_cfg_set_clone_fd(config.get(), 0);
+    fuse_loop_cfg_set_max_threads(config.get(), options_.max_threads);
+    fuse_loop_cfg_set_idle_threads(config.get(), 4);
+    const int rc = fuse_session_loop_mt(session_.get(), config.get());
+    return rc < 0 ? -rc : 0;
+}
+
+void Session::stop() { fuse_session_exit(session_.get()); }
+
+}  // namespace euphoria::fuse

@@ -1,0 +1,308 @@
+// The real client against the mock API over real TLS on 127.0.0.1.
+
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <future>
+#include <thread>
+
+#include "euphoria/api/curl_client.hpp"
+#include "euphoria/api/error.hpp"
+#include "euphoria/core/retry.hpp"
+#include "mock_server.hpp"
+
+using namespace euphoria;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct StringSink final : api::Sink {
+    std::string bytes;
+    int resets = 0;
+    int completes = 0;
+    void reset() override {
+        bytes.clear();
+        ++resets;
+    }
+    void write(std::span<const std::byte> b) override {
+        bytes.append(reinterpret_cast<const char*>(b.data()), b.size());
+    }
+    void complete() override { ++completes; }
+};
+
+api::ClientConfig config_for(test::MockServer& mock) {
+    api::ClientConfig c;
+    c.endpoint = mock.endpoint();
+    c.tenant = test::mock_tenant;
+    c.key = api::Secret(test::mock_key);
+    c.ca_file = mock.ca_file();
+    c.connect_timeout = 5s;
+    c.stall_timeout = 5s;
+    return c;
+}
+
+std::string pseudo_random(std::size_t n, unsigned seed) {
+    std::string s(n, '\0');
+    unsigned x = seed * 2654435761u + 1;
+    for (auto& c : s) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        c = static_cast<char>(x);
+    }
+    return s;
+}
+
+// The errno and kind a download ends with; 0 for success.
+std::pair<int, api::ErrorKind> outcome(api::Client& client, const std::string& name,
+                                       StringSink& sink) {
+    api::CancelToken cancel;
+    try {
+        client.download(name, sink, cancel);
+        return {0, api::ErrorKind::other_error};
+    } catch (const api::ApiError& e) {
+        return {e.error_number(), e.kind()};
+    }
+}
+
+test::MockServer& shared_mock() {
+    static test::MockServer mock;
+    return mock;
+}
+
+}  // namespace
+
+TEST_CASE("downloads are byte-exact and reuse one TLS connection", "[client]") {
+    auto& mock = shared_mock();
+    mock.clear_faults();
+    const auto small = pseudo_random(6236, 1);
+    const auto big = pseudo_random(3 << 20, 2);
+    mock.add_recording("pbx4-1603469421.1196632-small.WAV", small);
+    mock.add_recording("pbx4-1603469422.1196633-big.WAV", big);
+    mock.reset_counters();
+
+    api::CurlClient client(config_for(mock));
+    for (int i = 0; i < 3; ++i) {
+        StringSink a, b;
+        REQUIRE(outcome(client, "pbx4-1603469421.1196632-small.WAV", a).first == 0);
+        REQUIRE(outcome(client, "pbx4-1603469422.1196633-big.WAV", b).first == 0);
+        CHECK(a.bytes == small);
+        CHECK(b.bytes == big);
+        CHECK(a.completes == 1);
+    }
+    CHECK(mock.stat("total_calls") == 6);
+    CHECK(mock.stat("connections") == 1);
+}
+
+TEST_CASE("hostile names reach the server exactly", "[client][names]") {
+    auto& mock = shared_mock();
+    mock.clear_faults();
+    api::CurlClient client(config_for(mock));
+    const std::string names[] = {
+        "a&b <c> \"d\" 'e' ]]>.WAV",
+        "x&amp;y.WAV",
+        "<![CDATA[z]]>.WAV",
+        "tab\there.WAV",
+        "\xc3\xa9t\xc3\xa9 \xe2\x82\xac.WAV",
+        std::string(250, 'n') + ".WAV",
+        " leading and trailing space ",
+    };
+    unsigned seed = 10;
+    for (const auto& name : names) {
+        INFO(name);
+        const auto bytes = pseudo_random(1000, ++seed);
+        mock.add_recording(name, bytes);
+        StringSink sink;
+        REQUIRE(outcome(client, name, sink).first == 0);
+        CHECK(sink.bytes == bytes);
+    }
+    // Names XML cannot carry are refused before anything is sent.
+    mock.reset_counters();
+    StringSink sink;
+    CHECK(outcome(client, std::string("ctl\x01.WAV"), sink).first == EINVAL);
+    CHECK(outcome(client, std::string("bad\xff.WAV"), sink).first == EINVAL);
+    CHECK(mock.stat("total_calls") == 0);
+}
+
+TEST_CASE("every API error and fault maps to its errno", "[client][errors]") {
+    auto& mock = shared_mock();
+    mock.clear_faults();
+    mock.add_recording("fault.WAV", pseudo_random(300000, 7));
+    api::CurlClient client(config_for(mock));
+    struct Row {
+        std::string fault;
+        int err;
+        api::ErrorKind kind;
+    };
+    const Row rows[] = {
+        {"error:Authorization Failed", EACCES, api::ErrorKind::auth},
+        {"error:Permission Denied", EACCES, api::ErrorKind::auth},
+        {"error:That username is not part of this Tenant", ENOENT, api::ErrorKind::not_found},
+        {"error:Incorrect Input Parameters. Please check documentation", ENOENT, api::ErrorKind::not_found},
+        {"error:Concurrent API Calls Exceeded", EAGAIN, api::ErrorKind::busy},
+        {"error:I'm sorry, connection to one or more of the databases failed", EIO, api::ErrorKind::server},
+        {"error:Sip Server not found", EIO, api::ErrorKind::server},
+        {"error:Input XML not loaded", EPROTO, api::ErrorKind::rejected},
+        {"error:No Document Element", EPROTO, api::ErrorKind::rejected},
+        {"error:No Action Defined", EPROTO, api::ErrorKind::rejected},
+        {"error:Action Name Not Found", EPROTO, api::ErrorKind::rejected},
+        {"error:Tuesday is not a valid day", EIO, api::ErrorKind::other_error},
+        {"empty", ENOENT, api::ErrorKind::not_found},
+        {"http:500", EIO, api::ErrorKind::http_status},
+        {"http:503", EIO, api::ErrorKind::http_status},
+        {"http:429", EIO, api::ErrorKind::http_status},
+        {"html", EIO, api::ErrorKind::malformed},
+        {"garbage", EIO, api::ErrorKind::malformed},
+        {"corrupt", EIO, api::ErrorKind::malformed},
+        {"doctype", EIO, api::ErrorKind::malformed},
+        {"truncate:1000", EIO, api::ErrorKind::network},
+        {"truncate:-10", EIO, api::ErrorKind::network},
+        {"reset", EIO, api::ErrorKind::network},
+    };
+    for (const auto& row : rows) {
+        INFO(row.fault);
+        mock.fault("fault.WAV", row.fault, 1);
+        StringSink sink;
+        auto [err, kind] = outcome(client, "fault.WAV", sink);
+        CHECK(err == row.err);
+        CHECK(api::to_string(kind) == api::to_string(row.kind));
+        CHECK(sink.completes == 0);
+    }
+    StringSink sink;
+    CHECK(outcome(client, "no-such-recording.WAV", sink).first == ENOENT);
+    CHECK(outcome(client, "fault.WAV", sink).first == 0);  // the faults were one-shot
+}
+
+TEST_CASE("a wrong key is EACCES, and the server text is kept", "[client][errors]") {
+    auto& mock = shared_mock();
+    auto cfg = config_for(mock);
+    cfg.key = api::Secret("wrong-key");
+    api::CurlClient client(std::move(cfg));
+    StringSink sink;
+    api::CancelToken cancel;
+    try {
+        client.download("any.WAV", sink, cancel);
+        FAIL("expected an error");
+    } catch (const api::ApiError& e) {
+        CHECK(e.error_number() == EACCES);
+        CHECK(e.server_text() == "Authorization Failed");
+        CHECK(std::string(e.what()).find("wrong-key") == std::string::npos);
+    }
+}
+
+TEST_CASE("transient faults are retried and recover; failing forever gives up", "[client][retry]") {
+    auto& mock = shared_mock();
+    mock.clear_faults();
+    mock.add_recording("flaky.WAV", pseudo_random(5000, 3));
+    api::CurlClient client(config_for(mock));
+    core::SystemClock clock;
+    core::RetryPolicy policy;
+    policy.base_delay = 20ms;
+    policy.max_delay = 100ms;
+    api::CancelToken cancel;
+
+    mock.fault("flaky.WAV", "http:503", 2);
+    mock.reset_counters();
+    StringSink sink;
+    core::run_with_retries(policy, clock, core::default_jitter(), cancel,
+                           [&] { client.download("flaky.WAV", sink, cancel); });
+    CHECK(sink.bytes == pseudo_random(5000, 3));
+    CHECK(mock.stat("total_calls") == 3);
+
+    mock.fault("flaky.WAV", "error:I'm sorry, connection to one or more of the databases failed", -1);
+    mock.reset_counters();
+    CHECK_THROWS_AS(core::run_with_retries(policy, clock, core::default_jitter(), cancel,
+                                           [&] { client.download("flaky.WAV", sink, cancel); }),
+                    api::ApiError);
+    CHECK(mock.stat("total_calls") == 4);  // one call and three retries
+    mock.clear_faults();
+}
+
+TEST_CASE("an http:// endpoint is refused before any request", "[client][tls]") {
+    auto& mock = shared_mock();
+    mock.reset_counters();
+    auto cfg = config_for(mock);
+    cfg.endpoint = "http://127.0.0.1:" + std::to_string(mock.api_port()) + "/Euphoria.Api.aspx";
+    try {
+        api::CurlClient client(std::move(cfg));
+        FAIL("http:// accepted");
+    } catch (const api::ApiError& e) {
+        CHECK(e.kind() == api::ErrorKind::config);
+        CHECK(std::string(e.what()).find("https://") != std::string::npos);
+    }
+    CHECK(mock.stat("connections") == 0);
+}
+
+TEST_CASE("TLS is verified: without the mock's CA the call fails", "[client][tls]") {
+    auto& mock = shared_mock();
+    auto cfg = config_for(mock);
+    cfg.ca_file.clear();
+    api::CurlClient client(std::move(cfg));
+    StringSink sink;
+    auto [err, kind] = outcome(client, "any.WAV", sink);
+    CHECK(err == EIO);
+    CHECK(api::to_string(kind) == "tls");
+}
+
+TEST_CASE("a stalled reply times out; a cancelled one returns at once", "[client][timeout]") {
+    // Its own mock: a stalled reply keeps its server thread, and a slot, for a while.
+    test::MockServer mock;
+    mock.add_recording("stall.WAV", pseudo_random(400000, 5));
+    auto cfg = config_for(mock);
+    cfg.stall_timeout = 1s;
+    api::CurlClient client(std::move(cfg));
+
+    mock.fault("stall.WAV", "stall:4", 1);
+    StringSink sink;
+    auto [err, kind] = outcome(client, "stall.WAV", sink);
+    CHECK(err == ETIMEDOUT);
+    CHECK(sink.completes == 0);
+
+    mock.fault("stall.WAV", "stall:20", 1);
+    api::CancelToken cancel;
+    auto started = std::chrono::steady_clock::now();
+    auto call = std::async(std::launch::async, [&] {
+        try {
+            client.download("stall.WAV", sink, cancel);
+            return 0;
+        } catch (const api::ApiError& e) {
+            return e.error_number();
+        }
+    });
+    std::this_thread::sleep_for(300ms);
+    const auto cancelled_at = std::chrono::steady_clock::now();
+    cancel.cancel();
+    // Generous: this proves the wait ends on cancel, not on the 20 s stall or the 1 s timer.
+    REQUIRE(call.wait_for(5s) == std::future_status::ready);
+    CHECK(call.get() == EINTR);
+    INFO("cancel took " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now() - cancelled_at).count() << " ms");
+    CHECK(std::chrono::steady_clock::now() - started < 20s);
+}
+
+TEST_CASE("the mock enforces three calls in flight per tenant", "[client][limit]") {
+    auto& mock = shared_mock();
+    mock.clear_faults();
+    mock.add_recording("slow.WAV", pseudo_random(1000, 9));
+    mock.configure(R"({"latency": 1.0})");
+    mock.reset_counters();
+    std::vector<std::future<int>> calls;
+    for (int i = 0; i < 4; ++i) {
+        calls.push_back(std::async(std::launch::async, [&] {
+            api::CurlClient client(config_for(mock));
+            StringSink sink;
+            return outcome(client, "slow.WAV", sink).first;
+        }));
+    }
+    int ok = 0, busy = 0;
+    for (auto& c : calls) {
+        const int e = c.get();
+        ok += e == 0;
+        busy += e == EAGAIN;
+    }
+    mock.configure(R"({"latency": 0})");
+    CHECK(ok == 3);
+    CHECK(busy == 1);
+    CHECK(mock.stat("exceeded") == 1);
+    CHECK(mock.stat("max_in_flight") == 3);
+}

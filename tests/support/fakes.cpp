@@ -1,0 +1,119 @@
+#include "fakes.hpp"
+
+#include <cerrno>
+
+namespace euphoria::test {
+
+using namespace std::chrono_literals;
+
+FakeClock::time_point FakeClock::now() {
+    std::lock_guard lock(mutex_);
+    return now_;
+}
+
+std::chrono::system_clock::time_point FakeClock::wall_now() {
+    std::lock_guard lock(mutex_);
+    return wall_;
+}
+
+bool FakeClock::sleep_for(duration d, api::CancelToken* cancel) {
+    if (cancel && cancel->cancelled()) return false;
+    std::lock_guard lock(mutex_);
+    sleeps_.push_back(d);
+    now_ += d;
+    wall_ += std::chrono::duration_cast<std::chrono::system_clock::duration>(d);
+    return true;
+}
+
+void FakeClock::advance(duration d) {
+    std::lock_guard lock(mutex_);
+    now_ += d;
+    wall_ += std::chrono::duration_cast<std::chrono::system_clock::duration>(d);
+}
+
+std::vector<FakeClock::duration> FakeClock::sleeps() const {
+    std::lock_guard lock(mutex_);
+    return sleeps_;
+}
+
+void FakeClient::script(const std::string& name, std::vector<FakeReply> replies) {
+    std::lock_guard lock(mutex_);
+    script_[name] = {replies.begin(), replies.end()};
+}
+
+void FakeClient::hold() {
+    std::lock_guard lock(mutex_);
+    held_ = true;
+}
+
+void FakeClient::release() {
+    std::lock_guard lock(mutex_);
+    held_ = false;
+    cv_.notify_all();
+}
+
+bool FakeClient::wait_blocked(int n) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, 5s, [&] { return blocked_ >= n; });
+}
+
+void FakeClient::download(const std::string& name, api::Sink& sink, api::CancelToken& cancel) {
+    FakeReply reply;
+    {
+        // The cancel callback takes mutex_, so subscribe before locking it.
+        api::CancelSubscription wake(&cancel, [this] {
+            std::lock_guard lock(mutex_);
+            cv_.notify_all();
+        });
+        std::unique_lock lock(mutex_);
+        ++calls_[name];
+        order_.push_back(name);
+        max_in_flight_ = std::max(max_in_flight_, ++in_flight_);
+        ++blocked_;
+        cv_.notify_all();
+        cv_.wait(lock, [&] { return !held_ || cancel.cancelled(); });
+        --blocked_;
+        --in_flight_;
+        if (cancel.cancelled()) throw api::ApiError(EINTR, api::ErrorKind::cancelled, "cancelled");
+        auto& queue = script_[name];
+        if (queue.empty()) {
+            reply = FakeReply::fail(ENOENT, api::ErrorKind::not_found);
+        } else {
+            reply = queue.front();
+            if (queue.size() > 1) queue.pop_front();
+        }
+    }
+    sink.reset();
+    if (reply.err) throw api::ApiError(reply.err, reply.kind, "scripted failure");
+    // Several writes, so the sink's chunking is exercised.
+    std::size_t off = 0;
+    while (off < reply.bytes.size()) {
+        const auto n = std::min<std::size_t>(4096, reply.bytes.size() - off);
+        sink.write({reinterpret_cast<const std::byte*>(reply.bytes.data() + off), n});
+        off += n;
+    }
+    sink.complete();
+}
+
+int FakeClient::calls(const std::string& name) const {
+    std::lock_guard lock(mutex_);
+    auto it = calls_.find(name);
+    return it == calls_.end() ? 0 : it->second;
+}
+
+int FakeClient::total_calls() const {
+    std::lock_guard lock(mutex_);
+    return static_cast<int>(order_.size());
+}
+
+int FakeClient::max_in_flight() const {
+    std::lock_guard lock(mutex_);
+    return max_in_flight_;
+}
+
+std::vector<std::string> FakeClient::call_order() const {
+    std::lock_guard lock(mutex_);
+    return order_;
+}
+
+}  // namespace euphoria::test

@@ -1,0 +1,73 @@
+#pragma once
+// Test doubles for the core: a clock that moves only when told, and a client that
+// answers from a script and can hold a call open until the test releases it.
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "euphoria/api/client.hpp"
+#include "euphoria/api/error.hpp"
+#include "euphoria/core/clock.hpp"
+
+namespace euphoria::test {
+
+class FakeClock final : public core::Clock {
+public:
+    time_point now() override;
+    std::chrono::system_clock::time_point wall_now() override;
+    // Advances time instead of waiting, and records the request.
+    bool sleep_for(duration d, api::CancelToken* cancel) override;
+    void advance(duration d);
+    std::vector<duration> sleeps() const;
+
+private:
+    mutable std::mutex mutex_;
+    time_point now_{std::chrono::hours(1000)};
+    std::chrono::system_clock::time_point wall_{std::chrono::seconds(1700000000)};
+    std::vector<duration> sleeps_;
+};
+
+// One scripted answer: bytes, or an error.
+struct FakeReply {
+    std::string bytes;
+    int err = 0;
+    api::ErrorKind kind = api::ErrorKind::not_found;
+    static FakeReply ok(std::string b) { return {std::move(b), 0, {}}; }
+    static FakeReply fail(int e, api::ErrorKind k) { return {{}, e, k}; }
+};
+
+class FakeClient final : public api::Client {
+public:
+    void download(const std::string& name, api::Sink& sink, api::CancelToken& cancel) override;
+
+    // Replies are consumed in order; the last one repeats.
+    void script(const std::string& name, std::vector<FakeReply> replies);
+    // While held, calls block (honouring cancel) until release().
+    void hold();
+    void release();
+    // Waits until `n` calls are blocked in hold(); false after 5 s.
+    bool wait_blocked(int n);
+
+    int calls(const std::string& name) const;
+    int total_calls() const;
+    int max_in_flight() const;
+    std::vector<std::string> call_order() const;
+
+private:
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    std::map<std::string, std::deque<FakeReply>> script_;
+    std::map<std::string, int> calls_;
+    std::vector<std::string> order_;
+    bool held_ = false;
+    int blocked_ = 0;
+    int in_flight_ = 0;
+    int max_in_flight_ = 0;
+};
+
+}  // namespace euphoria::test
