@@ -16,7 +16,10 @@ namespace {
 
 // A libxml2 message can quote names from the reply; keep ours readable.
 constexpr std::size_t max_quoted_message = 200;
-constexpr std::size_t max_piece = INT_MAX;  // xmlParseChunk takes an int
+// libxml2 fails ("Huge input lookup") once 10 MB of its buffer lies behind or ahead of
+// its cursor without XML_PARSE_HUGE, and it only trims the buffer between calls:
+// handing it bounded pieces keeps a long text node within that limit.
+constexpr std::size_t max_piece = 1024 * 1024;
 
 ApiError malformed(std::string_view what) {
     return ApiError(EIO, ErrorKind::malformed, "malformed reply: " + std::string(what));
@@ -88,7 +91,7 @@ struct SaxCallbacks {
     // libxml2 2.12 made the error pointer const; take whichever this version passes.
     template <typename ErrorPointer>
     static void structured_error(void* user, ErrorPointer error) {
-        if (error == nullptr || error->level == XML_ERR_WARNING) return;
+        if (error == nullptr || error->level < XML_ERR_ERROR) return;
         guarded(user, [&](ReplyParser& parser) {
             parser.on_error(error->message ? error->message : "unknown error", error->line,
                             error->int2);
@@ -113,6 +116,9 @@ struct SaxCallbacks {
 };
 
 void ReplyParser::ContextDeleter::operator()(xmlParserCtxt* ctxt) const noexcept {
+    // Entity declarations make libxml2 build a document even for SAX ("expat
+    // compatibility"), which the context does not own.
+    if (ctxt->myDoc != nullptr) xmlFreeDoc(ctxt->myDoc);
     xmlFreeParserCtxt(ctxt);
 }
 
@@ -133,8 +139,13 @@ void ReplyParser::feed(const char* data, std::size_t size) {
     if (size == 0) return;
     bytes_fed_ += size;
     try {
-        const std::size_t taken = bypass_libxml(data, size);
-        if (taken < size) parse(data + taken, size - taken, false);
+        while (size > 0) {
+            const std::size_t piece = std::min(size, max_piece);
+            const std::size_t taken = bypass_libxml(data, piece);
+            if (taken < piece) parse(data + taken, piece - taken, false);
+            data += piece;
+            size -= piece;
+        }
     } catch (...) {
         fail(std::current_exception());
         xmlStopParser(ctxt_.get());
@@ -180,21 +191,15 @@ void ReplyParser::fail(std::exception_ptr error) noexcept {
 }
 
 void ReplyParser::parse(const char* data, std::size_t size, bool terminate) {
-    do {
-        const std::size_t piece = std::min(size, max_piece);
-        const bool last = piece == size;
-        xmlParseChunk(ctxt_.get(), data, static_cast<int>(piece), terminate && last ? 1 : 0);
-        // Every error should have come through serror; this catches any that did not.
-        if (!failure_ && !ctxt_->wellFormed) {
-            fail(std::make_exception_ptr(malformed("not well-formed XML")));
-        }
-        if (failure_) {
-            xmlStopParser(ctxt_.get());
-            std::rethrow_exception(failure_);
-        }
-        data += piece;
-        size -= piece;
-    } while (size > 0);
+    xmlParseChunk(ctxt_.get(), data, static_cast<int>(size), terminate ? 1 : 0);
+    // Every error should have come through serror; this catches any that did not.
+    if (!failure_ && !ctxt_->wellFormed) {
+        fail(std::make_exception_ptr(malformed("not well-formed XML")));
+    }
+    if (failure_) {
+        xmlStopParser(ctxt_.get());
+        std::rethrow_exception(failure_);
+    }
 }
 
 // libxml2 scans and copies every byte it is given, which costs more than decoding
@@ -293,6 +298,11 @@ void ReplyParser::on_error(const char* message, int line, int column) {
                     std::to_string(column) + ")");
 }
 
-void ReplyParser::on_doctype() { throw malformed("reply has a DOCTYPE"); }
+void ReplyParser::on_doctype() {
+    fail(std::make_exception_ptr(malformed("reply has a DOCTYPE")));
+    // The one place to stop inside a callback: libxml2 checks for it right after
+    // this one, and stopping now keeps it from reading the subset's declarations.
+    xmlStopParser(ctxt_.get());
+}
 
 }  // namespace euphoria::api

@@ -47,7 +47,7 @@ private:
         void operator()(_xmlParserCtxt* ctxt) const noexcept;
     };
 
-    void parse(const char* data, std::size_t size, bool terminate);
+    void parse(const char* data, std::size_t size, bool terminate);  // size <= max_piece
     std::size_t bypass_libxml(const char* data, std::size_t size);
     void fail(std::exception_ptr error) noexcept;
     void check_usable() const;
