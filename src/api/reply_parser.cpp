@@ -33,8 +33,8 @@ std::string_view trim_xml_space(std::string_view text) {
 }
 
 void append_bounded(std::string& field, const char* text, std::size_t size) {
-    const std::size_t room = ReplyParser::max_field_size - std::min(field.size(), ReplyParser::max_field_size);
-    field.append(text, std::min(size, room));
+    constexpr std::size_t limit = ReplyParser::max_field_size;
+    field.append(text, std::min(size, limit - std::min(field.size(), limit)));
 }
 
 const char* as_chars(const xmlChar* text) { return reinterpret_cast<const char*>(text); }
@@ -128,7 +128,8 @@ ReplyParser::ReplyParser(Sink& sink) : sink_(sink), decoder_(sink) {
     ctxt_.reset(xmlCreatePushParserCtxt(&handler, this, nullptr, 0, nullptr));
     if (!ctxt_) throw std::bad_alloc();
     // No XML_PARSE_NOENT (entities stay unexpanded) and no XML_PARSE_HUGE: the large
-    // audioData text is streamed in pieces and never needs it.
+    // audioData text is streamed in pieces and never needs it. Only a CDATA section,
+    // which libxml2 holds whole until its "]]>", is limited to 10 MB by this.
     xmlCtxtUseOptions(ctxt_.get(), XML_PARSE_NONET);
 }
 
@@ -170,7 +171,9 @@ void ReplyParser::finish_reply() {
     parse(nullptr, 0, true);
     if (!root_closed_) throw malformed("reply ended before </XML>");
     if (error_seen_) throw error_from_server_text(trim_xml_space(error_text_));
-    if (!audio_seen_) throw ApiError(ENOENT, ErrorKind::not_found, "no such recording: reply has no audioData");
+    if (!audio_seen_) {
+        throw ApiError(ENOENT, ErrorKind::not_found, "no such recording: reply has no audioData");
+    }
     if (decoder_.decoded_bytes() == 0) {
         throw ApiError(ENOENT, ErrorKind::not_found, "no such recording: audioData is empty");
     }

@@ -18,6 +18,8 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 MOCK = os.path.join(HERE, "..", "mock", "euphoria_mock.py")
 BINARY = os.environ.get("EUPHORIA_BIN", "")
+# Set by CMake for ASan/TSan builds, whose memory figures are not the product's.
+SANITIZED = os.environ.get("EUPHORIA_SANITIZED") == "1"
 TENANT = "demo"
 KEY = "demo-key-123"
 
@@ -181,7 +183,7 @@ def rss_peak_kb(pid):
 class Mount:
     """One mount of the real binary. Options are added to -o."""
 
-    def __init__(self, mock, options=(), workdir=None, foreground=False, extra_args=()):
+    def __init__(self, mock, options=(), workdir=None, foreground=False, extra_args=(), env=None):
         self.mock = mock
         self.workdir = workdir or tempfile.mkdtemp(prefix="euphoria-e2e-")
         self.dir = os.path.join(self.workdir, "mnt")
@@ -195,14 +197,14 @@ class Mount:
         self.proc = None
         if foreground:
             self.proc = subprocess.Popen(self.argv + ["--foreground"], stdout=subprocess.DEVNULL,
-                                         stderr=open(self.log, "w"))
+                                         stderr=open(self.log, "w"), env=env)
             deadline = time.time() + 20
             while not is_mounted(self.dir):
                 if self.proc.poll() is not None or time.time() > deadline:
                     raise RuntimeError("mount failed: " + open(self.log).read())
                 time.sleep(0.02)
         else:
-            r = subprocess.run(self.argv, capture_output=True, text=True, timeout=60)
+            r = subprocess.run(self.argv, capture_output=True, text=True, timeout=60, env=env)
             if r.returncode != 0:
                 raise RuntimeError("mount failed (%d): %s" % (r.returncode, r.stderr))
         self.pid = daemon_pid(self.dir)

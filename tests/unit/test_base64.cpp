@@ -121,7 +121,9 @@ void require_corrupt(std::string_view text, std::string_view message_part = {}) 
     CHECK(error->error_number() == EIO);
     CHECK(error->kind() == ErrorKind::malformed);
     CHECK_THAT(error->what(), Catch::Contains("corrupt base64"));
-    if (!message_part.empty()) CHECK_THAT(error->what(), Catch::Contains(std::string(message_part)));
+    if (!message_part.empty()) {
+        CHECK_THAT(error->what(), Catch::Contains(std::string(message_part)));
+    }
 }
 
 }  // namespace

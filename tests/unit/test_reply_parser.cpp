@@ -264,7 +264,8 @@ TEST_CASE("parser: an <Error> reply throws the error its text maps to", "[parser
 TEST_CASE("parser: <Error> text is trimmed and a <Status> sibling is ignored", "[parser]") {
     for (const std::string& reply :
          {error_reply("\r\n   Concurrent API Calls Exceeded \t\r\n"),
-          std::string("<XML><Status>Failed</Status><Error>Concurrent API Calls Exceeded</Error></XML>"),
+          std::string("<XML><Status>Failed</Status>"
+                      "<Error>Concurrent API Calls Exceeded</Error></XML>"),
           std::string("<XML><Error>Concurrent API Calls Exceeded</Error><Status>1</Status></XML>"),
           std::string("<XML><Error><![CDATA[Concurrent API Calls Exceeded]]></Error></XML>")}) {
         INFO(reply);
@@ -291,7 +292,8 @@ TEST_CASE("parser: <Error> wins over audioData", "[parser]") {
 TEST_CASE("parser: an empty or absent audioData means no such recording", "[parser]") {
     for (const std::string& reply :
          {recording_reply(""), recording_reply(" \r\n "), flat_reply(""),
-          std::string("<XML><CallRecording><fileName>x.WAV</fileName><audioData/></CallRecording></XML>"),
+          std::string("<XML><CallRecording><fileName>x.WAV</fileName><audioData/>"
+                      "</CallRecording></XML>"),
           std::string("<XML><CallRecording><fileName>x.WAV</fileName></CallRecording></XML>"),
           std::string("<XML></XML>"), std::string("<XML/>"),
           std::string("<XML><Other><audioData>QUJD</audioData></Other></XML>")}) {
@@ -395,7 +397,8 @@ TEST_CASE("parser: a body that is not the reply XML is malformed", "[parser]") {
     require_malformed("<!DOCTYPE html>\n<html><body><h1>Service Unavailable</h1></body></html>");
     require_malformed("<html><body><br></body></html>");
     require_malformed("<xml><audioData>QUJD</audioData></xml>", "not rooted at <XML>");
-    require_malformed("<Reply><XML><audioData>QUJD</audioData></XML></Reply>", "not rooted at <XML>");
+    require_malformed("<Reply><XML><audioData>QUJD</audioData></XML></Reply>",
+                      "not rooted at <XML>");
     require_malformed("<XML><audioData>QUJD</audioData></XML><XML/>");
     require_malformed("<XML><audioData>QUJD</audioData></XML>trailing");
     require_malformed("<XML><audioData>QUJD</audiodata></XML>");
@@ -428,7 +431,8 @@ TEST_CASE("parser: a DOCTYPE is refused, so no entity is ever expanded", "[parse
         "reply has a DOCTYPE");
     require_malformed("<!DOCTYPE XML SYSTEM \"http://example.invalid/reply.dtd\"><XML/>",
                       "reply has a DOCTYPE");
-    require_malformed("<!DOCTYPE XML><XML><audioData>QUJD</audioData></XML>", "reply has a DOCTYPE");
+    require_malformed("<!DOCTYPE XML><XML><audioData>QUJD</audioData></XML>",
+                      "reply has a DOCTYPE");
     // Without a DTD, only the predefined entities exist.
     require_malformed("<XML><audioData>&xxe;</audioData></XML>", "xxe");
 }
@@ -551,7 +555,8 @@ TEST_CASE("parser: a sink's error stops the parse and comes out unchanged", "[pa
         sink.capacity = 100000;
         ReplyParser parser(sink);
         parser.feed(reply.data(), text_start);
-        CHECK_THROWS_AS(parser.feed(reply.data() + text_start, reply.size() - text_start), ApiError);
+        CHECK_THROWS_AS(parser.feed(reply.data() + text_start, reply.size() - text_start),
+                        ApiError);
         CHECK_THROWS_AS(parser.finish(), ApiError);
         CHECK(sink.completes == 0);
     }
@@ -561,7 +566,7 @@ TEST_CASE("parser: positions in messages stay right when text skips libxml2", "[
     const std::string reply =
         "<XML>\n<audioData>\n" + wrap_crlf(encode(random_bytes(2000, 9))) + "  </audioDatX></XML>";
     const std::size_t bad_at = reply.find("</audioDatX>");
-    const auto line = 1 + std::count(reply.begin(), reply.begin() + static_cast<long>(bad_at), '\n');
+    const auto line = 1 + std::count(reply.data(), reply.data() + bad_at, '\n');
     const Outcome whole = parse_with_cuts(reply);  // one piece: libxml2 parses all of it
     const Outcome skipped = parse_cut_after(reply, "<audioData>");
     REQUIRE(whole.error);

@@ -57,13 +57,13 @@ private:
 
     Sink& out_;
     std::unique_ptr<unsigned char[]> block_;
-    std::size_t used_ = 0;           // decoded bytes waiting in block_
-    std::uint64_t flushed_ = 0;      // decoded bytes already written to out_
-    TextPosition position_;          // also for error messages
-    std::uint32_t quantum_ = 0;      // sextets of the quantum in progress
-    int quantum_chars_ = 0;          // characters of it seen, '=' included
-    int padding_ = 0;                // '=' characters in it
-    bool ended_ = false;             // a padded quantum ended the data
+    std::size_t used_ = 0;       // decoded bytes waiting in block_
+    std::uint64_t flushed_ = 0;  // decoded bytes already written to out_
+    TextPosition position_;      // also for error messages
+    std::uint32_t quantum_ = 0;  // sextets of the quantum in progress
+    int quantum_chars_ = 0;      // characters of it seen, '=' included
+    int padding_ = 0;            // '=' characters in it
+    bool ended_ = false;         // a padded quantum ended the data
 };
 
 }  // namespace euphoria::api

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""The Debian package and the install tree.
+
+Builds the .deb with `cpack -G DEB` (into a temporary folder: the build tree is left
+as it was), then checks its files and modes (dpkg-deb -c), its control fields
+(dpkg-deb -f) and conffiles (dpkg-deb -I), and that the packaged helper runs. Then runs
+`cmake --install` twice: with --prefix TMP (the tree under TMP) and with
+DESTDIR=TMP --prefix /usr, which must give exactly the .deb's tree. Last, the RPM
+spec: its Version and %files, and `rpmspec -P` when rpm is installed.
+"""
+
+import gzip
+import os
+import re
+import stat
+import tempfile
+
+from docs_common import (SOURCE_DIR, Checks, env_path, optional_tool, read, require_tool, run)
+
+VERSION = env_path("EUPHORIA_VERSION")
+BUILD_DIR = env_path("EUPHORIA_BUILD_DIR")
+MAN_SOURCE = os.path.join(SOURCE_DIR, "man", "mount.euphoria.8")
+SPEC = os.path.join(SOURCE_DIR, "packaging", "euphoriafs.spec")
+MAINTAINER = "euphoriafs developers <dev@euphoriafs.invalid>"
+
+# Runtime packages the .deb must depend on (by name; versions may be added).
+REQUIRED_DEPENDS = {
+    "fuse3": r"fuse3",
+    "libfuse3": r"libfuse3-\d+",
+    "libcurl": r"libcurl4(t64)?",
+    "libxml2": r"libxml2(-\d+)?",
+    "boost program_options": r"libboost-program-options\d[\d.]*",
+}
+
+
+def docs_expected():
+    docs = ["README.md"] + (["SECURITY.md"] if os.path.exists(os.path.join(SOURCE_DIR, "SECURITY.md")) else [])
+    return ["share/doc/euphoriafs/" + d for d in docs]
+
+
+def deb_listing(dpkg_deb, deb):
+    """{path without ./ : (mode string, owner)} of the package's data."""
+    r = run([dpkg_deb, "-c", deb])
+    if r.returncode != 0:
+        raise SystemExit("FAIL: dpkg-deb -c: " + r.stderr)
+    out = {}
+    for line in r.stdout.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) < 6:
+            continue
+        path = fields[5].split(" -> ")[0]
+        path = path[2:] if path.startswith("./") else path
+        path = path.rstrip("/")
+        if path:
+            out[path] = (fields[0], fields[1])
+    return out
+
+
+def tree_listing(root):
+    """{relative path: mode string} of an installed tree, in dpkg-deb -c's notation."""
+    out = {}
+    for base, dirs, files in os.walk(root):
+        for name in dirs + files:
+            full = os.path.join(base, name)
+            rel = os.path.relpath(full, root)
+            out[rel] = stat.filemode(os.lstat(full).st_mode)
+    return out
+
+
+def check_deb(c, tmp, cpack, dpkg_deb):
+    outdir = os.path.join(tmp, "deb")
+    os.makedirs(outdir)
+    config = os.path.join(BUILD_DIR, "CPackConfig.cmake")
+    if not c.check(os.path.exists(config), "no %s: configure the build first" % config):
+        return None
+    r = run([cpack, "-G", "DEB", "--config", config, "-B", outdir], cwd=BUILD_DIR, timeout=120)
+    if not c.check(r.returncode == 0, "cpack -G DEB failed:\n" + r.stdout + r.stderr):
+        return None
+    debs = [f for f in os.listdir(outdir) if f.endswith(".deb")]
+    if not c.check(len(debs) == 1, "expected one .deb, cpack made %r" % debs):
+        return None
+    c.check(re.fullmatch(r"euphoriafs_%s-\d+_[a-z0-9]+\.deb" % re.escape(VERSION), debs[0]) is not None,
+            "package file name %s is not euphoriafs_%s-RELEASE_ARCH.deb" % (debs[0], VERSION))
+    deb = os.path.join(outdir, debs[0])
+
+    files = deb_listing(dpkg_deb, deb)
+    helper = files.get("usr/sbin/mount.euphoria")
+    if c.check(helper is not None, "the .deb lacks ./usr/sbin/mount.euphoria"):
+        c.check(helper[0] == "-rwxr-xr-x" and helper[1] == "root/root",
+                "./usr/sbin/mount.euphoria is %s %s, want -rwxr-xr-x root/root" % helper)
+    c.check("usr/share/man/man8/mount.euphoria.8.gz" in files,
+            "the .deb lacks ./usr/share/man/man8/mount.euphoria.8.gz")
+    cred = files.get("etc/euphoria/example.cred")
+    if c.check(cred is not None, "the .deb lacks ./etc/euphoria/example.cred"):
+        c.check(cred == ("-rw-------", "root/root"),
+                "./etc/euphoria/example.cred is %s %s, want -rw------- root/root" % cred)
+    for doc in docs_expected():
+        c.check("usr/" + doc in files, "the .deb lacks ./usr/" + doc)
+    for path, (mode, owner) in files.items():
+        c.check(owner == "root/root", "%s in the .deb belongs to %s" % (path, owner))
+        if mode.startswith("d"):
+            c.check(mode == "drwxr-xr-x", "folder %s in the .deb is %s" % (path, mode))
+
+    # Control fields.
+    fields = {}
+    for name in ["Package", "Version", "Architecture", "Maintainer", "Section", "Priority",
+                 "Depends", "Description"]:
+        r = run([dpkg_deb, "-f", deb, name])
+        fields[name] = r.stdout.strip()
+    c.check(fields["Package"] == "euphoriafs", "Package: %r" % fields["Package"])
+    c.check(fields["Version"].startswith(VERSION + "-"),
+            "Version: %r does not start with %s-" % (fields["Version"], VERSION))
+    c.check(fields["Maintainer"] == MAINTAINER, "Maintainer: %r" % fields["Maintainer"])
+    c.check(fields["Section"] == "admin", "Section: %r" % fields["Section"])
+    c.check(fields["Priority"] == "optional", "Priority: %r" % fields["Priority"])
+    c.check(len(fields["Description"].splitlines()) >= 2, "Description has no long text")
+    depends = {re.split(r"[\s(]", alt.strip())[0]
+               for group in fields["Depends"].split(",") for alt in group.split("|") if alt.strip()}
+    for what, pattern in REQUIRED_DEPENDS.items():
+        c.check(any(re.fullmatch(pattern, d) for d in depends),
+                "Depends lacks %s (%s): %r" % (what, pattern, fields["Depends"]))
+
+    r = run([dpkg_deb, "-I", deb, "conffiles"])
+    conffiles = r.stdout.split()
+    c.check("/etc/euphoria/example.cred" in conffiles,
+            "conffiles does not list /etc/euphoria/example.cred: %r" % r.stdout)
+    for conffile in conffiles:
+        c.check(conffile.lstrip("/") in files, "conffile %s is not in the package" % conffile)
+
+    # Contents: the man page is the source's, the example key is commented out, and
+    # the packaged (stripped) helper runs.
+    root = os.path.join(tmp, "deb-root")
+    r = run([dpkg_deb, "-x", deb, root])
+    if c.check(r.returncode == 0, "dpkg-deb -x failed: " + r.stderr):
+        man = os.path.join(root, "usr/share/man/man8/mount.euphoria.8.gz")
+        if os.path.exists(man):
+            with gzip.open(man, "rb") as f, open(MAN_SOURCE, "rb") as g:
+                c.check(f.read() == g.read(), "the packaged man page differs from man/mount.euphoria.8")
+        example = os.path.join(root, "etc/euphoria/example.cred")
+        if os.path.exists(example):
+            text = read(example)
+            c.check("#auth=YOUR-KEY-HERE" in text and "#tenant=YOUR-TENANT" in text,
+                    "example.cred lacks #auth=YOUR-KEY-HERE / #tenant=YOUR-TENANT")
+            active = [l for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
+            c.check(not active, "example.cred must only hold comments, has %r" % active)
+        binary = os.path.join(root, "usr/sbin/mount.euphoria")
+        if os.path.exists(binary):
+            with open(binary, "rb") as f:
+                c.check(f.read(4) == b"\x7fELF", "usr/sbin/mount.euphoria is not an ELF file")
+            r = run([binary, "--version"])
+            c.check(r.returncode == 0 and VERSION in r.stdout,
+                    "the packaged mount.euphoria --version: rc=%d %r" % (r.returncode, r.stdout + r.stderr))
+    return files
+
+
+def check_install(c, tmp, cmake, deb_files):
+    # cmake --install --prefix DIR: the same tree under DIR, /etc as DIR/etc.
+    prefix = os.path.join(tmp, "prefix")
+    r = run([cmake, "--install", BUILD_DIR, "--prefix", prefix], timeout=120)
+    if c.check(r.returncode == 0, "cmake --install --prefix failed:\n" + r.stdout + r.stderr):
+        tree = tree_listing(prefix)
+        c.check(tree.get("sbin/mount.euphoria", "").startswith("-rwx"),
+                "cmake --install: sbin/mount.euphoria missing or not executable (%r)" % tree.get("sbin/mount.euphoria"))
+        c.check("share/man/man8/mount.euphoria.8.gz" in tree,
+                "cmake --install: share/man/man8/mount.euphoria.8.gz missing")
+        c.check(tree.get("etc/euphoria/example.cred") == "-rw-------",
+                "cmake --install: etc/euphoria/example.cred is %r, want -rw-------"
+                % tree.get("etc/euphoria/example.cred"))
+        for doc in docs_expected():
+            c.check(doc in tree, "cmake --install: %s missing" % doc)
+
+    # DESTDIR=DIR cmake --install --prefix /usr: exactly the .deb's tree and modes.
+    destdir = os.path.join(tmp, "destdir")
+    r = run([cmake, "--install", BUILD_DIR, "--prefix", "/usr"], timeout=120,
+            env=dict(os.environ, DESTDIR=destdir))
+    if c.check(r.returncode == 0, "DESTDIR=... cmake --install --prefix /usr failed:\n" + r.stdout + r.stderr) \
+            and deb_files is not None:
+        tree = tree_listing(destdir)
+        deb_tree = {p: m for p, (m, _) in deb_files.items()}
+        only_deb = sorted(set(deb_tree) - set(tree))
+        only_install = sorted(set(tree) - set(deb_tree))
+        c.check(not only_deb and not only_install,
+                "cmake --install --prefix /usr and the .deb differ: only in the .deb %r, only "
+                "installed %r" % (only_deb, only_install))
+        for path in sorted(set(tree) & set(deb_tree)):
+            c.check(tree[path] == deb_tree[path],
+                    "%s is %s installed but %s in the .deb" % (path, tree[path], deb_tree[path]))
+
+
+def check_spec(c):
+    spec = read(SPEC)
+    version = re.search(r"^Version:\s*(\S+)", spec, re.M)
+    c.check(version is not None and version.group(1) == VERSION,
+            "packaging/euphoriafs.spec Version %r is not the project version %s"
+            % (version.group(1) if version else None, VERSION))
+    for needle in ["%cmake", "%cmake_build", "%cmake_install", "Requires:       fuse3",
+                   "%config(noreplace) %attr(0600,root,root) %{_sysconfdir}/euphoria/example.cred",
+                   "%{_sbindir}/mount.euphoria", "%{_mandir}/man8/mount.euphoria.8*"]:
+        c.check(needle in spec, "the spec lacks %r" % needle)
+    for dep in ["cmake", "gcc-c++", "fuse3-devel", "libcurl-devel", "libxml2-devel", "boost-devel",
+                "catch-devel"]:
+        c.check(re.search(r"^BuildRequires:\s*%s(?!\S)" % re.escape(dep), spec, re.M) is not None,
+                "the spec lacks BuildRequires: " + dep)
+    rpmspec = optional_tool("rpmspec", "rpm")
+    if rpmspec:
+        r = run([rpmspec, "-P", SPEC])
+        c.check(r.returncode == 0, "rpmspec -P failed: " + r.stderr.strip())
+        c.check(re.search(r"^Version:\s*%s$" % re.escape(VERSION), r.stdout, re.M) is not None,
+                "rpmspec -P does not show Version: " + VERSION)
+        c.check("/etc/euphoria/example.cred" in r.stdout, "rpmspec -P: %files lacks /etc/euphoria/example.cred")
+
+
+def main():
+    cpack = require_tool("cpack", "cmake", os.environ.get("EUPHORIA_CPACK"))
+    cmake = require_tool("cmake", "cmake", os.environ.get("EUPHORIA_CMAKE"))
+    dpkg_deb = require_tool("dpkg-deb", "dpkg")
+    os.umask(0o022)
+    c = Checks("test_package")
+    with tempfile.TemporaryDirectory(prefix="euphoria-package-") as tmp:
+        files = check_deb(c, tmp, cpack, dpkg_deb)
+        check_install(c, tmp, cmake, files)
+    check_spec(c)
+    c.finish()
+
+
+if __name__ == "__main__":
+    main()
