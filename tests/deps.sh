@@ -8,7 +8,7 @@ EUPHORIA_DEPS=(
   libfuse3-dev fuse3 libcurl4-openssl-dev libxml2-dev libboost-program-options-dev catch2
   python3 openssl ca-certificates sox espeak-ng attr
   groff-base man-db mandoc dpkg-dev file rpm
-  clang libclang-rt-14-dev
+  clang clang-tidy libclang-rt-14-dev
 )
 
 euphoria_install_deps() {

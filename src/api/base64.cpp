@@ -159,7 +159,7 @@ std::size_t Base64Decoder::feed_prefix(const char* data, std::size_t size) {
 void Base64Decoder::finish() {
     if (quantum_chars_ != 0) {
         char what[64];
-        std::snprintf(what, sizeof what, "text ends after %d of a quantum's 4 characters",
+        (void)std::snprintf(what, sizeof what, "text ends after %d of a quantum's 4 characters",
                       quantum_chars_);
         fail(what, position_.offset);
     }
@@ -195,7 +195,7 @@ std::size_t Base64Decoder::decode(const unsigned char* data, std::size_t size,
         if (!take_slow(*in, offset)) {
             if (stop_at_foreign) break;
             char what[40];
-            std::snprintf(what, sizeof what, "invalid byte 0x%02X", static_cast<unsigned>(*in));
+            (void)std::snprintf(what, sizeof what, "invalid byte 0x%02X", static_cast<unsigned>(*in));
             fail(what, offset);
         }
         ++in;

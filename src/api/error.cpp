@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <utility>
 
 namespace euphoria::api {
@@ -40,9 +41,15 @@ std::string_view to_string(ErrorKind kind) noexcept {
     return "unknown";
 }
 
-ApiError::ApiError(int err, ErrorKind kind, std::string message, std::string server_text)
-    : std::runtime_error(std::move(message)), errno_(err), kind_(kind),
+ApiError::ApiError(int err, ErrorKind kind, const std::string& message, std::string server_text)
+    : std::runtime_error(message), errno_(err), kind_(kind),
       server_text_(std::move(server_text)) {}
+
+std::string describe_errno(int err) {
+    char buf[128];
+    // The GNU strerror_r returns its answer, which may or may not be `buf`.
+    return strerror_r(err, buf, sizeof buf);
+}
 
 namespace {
 

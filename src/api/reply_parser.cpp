@@ -19,7 +19,7 @@ constexpr std::size_t max_quoted_message = 200;
 // libxml2 fails ("Huge input lookup") once 10 MB of its buffer lies behind or ahead of
 // its cursor without XML_PARSE_HUGE, and it only trims the buffer between calls:
 // handing it bounded pieces keeps a long text node within that limit.
-constexpr std::size_t max_piece = 1024 * 1024;
+constexpr std::size_t max_piece = std::size_t{1} << 20;
 
 ApiError malformed(std::string_view what) {
     return ApiError(EIO, ErrorKind::malformed, "malformed reply: " + std::string(what));

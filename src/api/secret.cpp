@@ -20,12 +20,12 @@ Secret& Secret::operator=(const Secret& other) {
     return *this;
 }
 
-Secret::Secret(Secret&& other) noexcept : value_(other.value_) { other.wipe(); }
+Secret::Secret(Secret&& other) noexcept : value_(std::move(other.value_)) { other.wipe(); }
 
 Secret& Secret::operator=(Secret&& other) noexcept {
     if (this != &other) {
         wipe();
-        value_ = other.value_;
+        value_ = std::move(other.value_);
         other.wipe();
     }
     return *this;

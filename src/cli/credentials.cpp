@@ -47,8 +47,10 @@ Credentials parse_credentials(const std::string& text, const std::string& file_n
             out.tenant = value;
         } else {
             api::wipe_string(value);
-            throw UsageError(file_name + ":" + std::to_string(number) + ": unknown setting '" + key +
-                             "' (expected auth= or tenant=)");
+            std::string message = file_name;
+            message += ":" + std::to_string(number) + ": unknown setting '" + key;
+            message += "' (expected auth= or tenant=)";
+            throw UsageError(message);
         }
         api::wipe_string(value);
     }

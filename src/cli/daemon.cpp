@@ -51,11 +51,11 @@ Daemon Daemon::detach() {
     if (report.empty()) {
         int status = 0;
         ::waitpid(pid, &status, 0);
-        std::fprintf(stderr, "mount.euphoria: the daemon died before the mount was ready\n");
+        (void)std::fprintf(stderr, "mount.euphoria: the daemon died before the mount was ready\n");
         ::_exit(32);
     }
     const int code = static_cast<unsigned char>(report[0]);
-    if (report.size() > 1) std::fprintf(stderr, "%s\n", report.c_str() + 1);
+    if (report.size() > 1) (void)std::fprintf(stderr, "%s\n", report.c_str() + 1);
     if (code != 0) ::waitpid(pid, nullptr, 0);
     ::_exit(code);
 }

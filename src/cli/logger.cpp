@@ -16,7 +16,7 @@ std::string printable(std::string_view s) {
     for (unsigned char c : s) {
         if (c < 0x20 || c == 0x7f) {
             char hex[5];
-            std::snprintf(hex, sizeof hex, "\\x%02x", c);
+            (void)std::snprintf(hex, sizeof hex, "\\x%02x", c);
             out += hex;
         } else {
             out.push_back(static_cast<char>(c));
@@ -41,7 +41,7 @@ void StderrLogger::log(core::LogLevel level, std::string_view message) {
     if (level == core::LogLevel::debug && !debug_) return;
     const auto line = printable(message);
     std::lock_guard lock(mutex_);
-    std::fprintf(stderr, "mount.euphoria: %s: %s\n", label(level), line.c_str());
+    (void)std::fprintf(stderr, "mount.euphoria: %s: %s\n", label(level), line.c_str());
 }
 
 SyslogLogger::SyslogLogger(bool debug) : debug_(debug) {

@@ -201,6 +201,7 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
     try {
         po::variables_map from_o;
         std::vector<const char*> cargv;
+        cargv.reserve(long_args.size());
         for (auto& s : long_args) cargv.push_back(s.c_str());
         po::store(po::command_line_parser(static_cast<int>(cargv.size()), cargv.data())
                       .options(mount_desc)

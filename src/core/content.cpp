@@ -117,7 +117,7 @@ void ContentBuilder::spill_to_disk() {
     if (fd_ < 0) {
         const int err = errno;
         throw ApiError(err, ErrorKind::local,
-                       std::string("cannot create a cache file: ") + std::strerror(err));
+                       std::string("cannot create a cache file: ") + api::describe_errno(err));
     }
     path_ = std::move(pattern);
     std::vector<std::byte> held;
@@ -148,7 +148,7 @@ void ContentBuilder::write_file(const std::byte* data, std::size_t size, std::ui
             if (errno == EINTR) continue;
             const int err = errno;
             throw ApiError(err, ErrorKind::local,
-                           std::string("cannot write the cache file: ") + std::strerror(err));
+                           std::string("cannot write the cache file: ") + api::describe_errno(err));
         }
         done += static_cast<std::uint64_t>(n);
     }

@@ -205,7 +205,7 @@ FetchResult Fetcher::download(Job& job) {
                            e.kind() == api::ErrorKind::cancelled;
         logger_.log(quiet ? LogLevel::info : LogLevel::error,
                     "fetched " + job.name + ": 0 bytes in " + std::to_string(elapsed_ms()) +
-                        " ms, " + std::strerror(e.error_number()) + ": " + e.what());
+                        " ms, " + api::describe_errno(e.error_number()) + ": " + e.what());
         return r;
     } catch (const std::exception& e) {
         logger_.log(LogLevel::error, "fetch of " + job.name + " failed: " + e.what());

@@ -52,6 +52,12 @@ void guarded(fuse_req_t req, F&& body) {
     }
 }
 
+// FUSE carries our per-open state as a 64-bit integer.
+template <class T>
+T& handle_of(const fuse_file_info* fi) {
+    return *reinterpret_cast<T*>(fi->fh);  // NOLINT(performance-no-int-to-ptr)
+}
+
 struct OpenFile {
     std::shared_ptr<const core::Content> content;  // pins the bytes until release
 };
@@ -142,13 +148,14 @@ void sfs_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         auto file = std::make_unique<OpenFile>(OpenFile{std::move(a.content)});
         fi->fh = reinterpret_cast<uint64_t>(file.get());
         fi->keep_cache = a.keep_cache;
-        if (fuse_reply_open(req, fi) == 0) file.release();
+        // Once the reply is sent the kernel holds the handle, and release() frees it.
+        if (fuse_reply_open(req, fi) == 0) [[maybe_unused]] auto* owned = file.release();
     });
 }
 
 void sfs_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] {
-        const auto& content = *reinterpret_cast<OpenFile*>(fi->fh)->content;
+        const auto& content = *handle_of<OpenFile>(fi).content;
         const auto total = content.size();
         if (off < 0 || static_cast<std::uint64_t>(off) >= total) {
             fuse_reply_buf(req, nullptr, 0);
@@ -169,7 +176,7 @@ void sfs_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info
 }
 
 void sfs_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-    delete reinterpret_cast<OpenFile*>(fi->fh);
+    delete &handle_of<OpenFile>(fi);
     fuse_reply_err(req, 0);
 }
 
@@ -182,13 +189,13 @@ void sfs_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
             return;
         }
         fi->fh = reinterpret_cast<uint64_t>(dir.get());
-        if (fuse_reply_open(req, fi) == 0) dir.release();
+        if (fuse_reply_open(req, fi) == 0) [[maybe_unused]] auto* owned = dir.release();
     });
 }
 
 void sfs_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] {
-        const auto& entries = reinterpret_cast<OpenDir*>(fi->fh)->entries;
+        const auto& entries = handle_of<OpenDir>(fi).entries;
         std::vector<char> buf(size);
         size_t used = 0;
         for (auto i = static_cast<size_t>(std::max<off_t>(off, 0)); i < entries.size(); ++i) {
@@ -206,7 +213,7 @@ void sfs_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_i
 }
 
 void sfs_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-    delete reinterpret_cast<OpenDir*>(fi->fh);
+    delete &handle_of<OpenDir>(fi);
     fuse_reply_err(req, 0);
 }
 

@@ -19,7 +19,7 @@ public:
     Base64Decoder(const Base64Decoder&) = delete;
     Base64Decoder& operator=(const Base64Decoder&) = delete;
 
-    static constexpr std::size_t block_size = 64 * 1024;
+    static constexpr std::size_t block_size = std::size_t{64} << 10;
 
     // Accepts XML whitespace (space, tab, CR, LF) anywhere and padding only at the end
     // of the final quantum. Throws ApiError(EIO, malformed) for any other byte, for

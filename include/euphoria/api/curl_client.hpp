@@ -23,7 +23,7 @@ struct ClientConfig {
     // No byte for this long ends the transfer. There is deliberately no total-time
     // limit: it would kill a large, slow but healthy download.
     std::chrono::seconds stall_timeout{30};
-    std::size_t buffer_size = 512 * 1024;
+    std::size_t buffer_size = std::size_t{512} << 10;
 };
 
 // Refuses anything but an https:// URL, before a key could be sent anywhere.

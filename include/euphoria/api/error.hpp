@@ -32,7 +32,7 @@ std::string_view to_string(ErrorKind kind) noexcept;
 
 class ApiError : public std::runtime_error {
 public:
-    ApiError(int err, ErrorKind kind, std::string message, std::string server_text = {});
+    ApiError(int err, ErrorKind kind, const std::string& message, std::string server_text = {});
 
     int error_number() const noexcept { return errno_; }
     ErrorKind kind() const noexcept { return kind_; }
@@ -45,6 +45,9 @@ private:
     ErrorKind kind_;
     std::string server_text_;
 };
+
+// strerror(3) is not thread-safe; this is.
+std::string describe_errno(int err);
 
 // Maps an <Error> description (already trimmed) to the error the table in the
 // README prescribes. Unknown texts become EIO, kind other_error.

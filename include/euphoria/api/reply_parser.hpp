@@ -12,7 +12,7 @@
 #include "euphoria/api/base64.hpp"
 #include "euphoria/api/sink.hpp"
 
-struct _xmlParserCtxt;
+struct _xmlParserCtxt;  // NOLINT(bugprone-reserved-identifier): libxml2's own tag
 
 namespace euphoria::api {
 

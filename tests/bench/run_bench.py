@@ -1,0 +1,836 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of euphoriafs against what a user would script by hand.
+
+Starts the mock Euphoria API (tests/mock/euphoria_mock.py) over real TLS on loopback,
+creates deterministic synthetic GSM WAVs of the stated sizes, mounts the real
+mount.euphoria binary, and runs every measurement beside its reference in the same
+run, alternating ours / reference rep by rep, so drifts in machine load hit both.
+
+    sudo tests/bench/run_bench.py --binary BUILD/mount.euphoria \\
+        --parse-bench BUILD/tests/bench/parse_bench [--reps 5] [--quick] [--out bench-out]
+
+Rows (issue 5):
+  T1  cold `cp` of a 100 MB recording out of a fresh mount
+        vs curl -s | sed (audioData) | base64 -d > file          target <= 1.0x
+  T1b the same cp vs curl -s -o /dev/null (the transfer alone)    target <= 1.5x
+  T2  CPU (user+sys) of the daemon during T1
+        vs CPU of the reference pipeline's processes              target <= 1.0x
+  T3  warm re-read (cat > /dev/null) of a recording read a moment ago
+        vs cat of the same bytes from a local file in page cache  target <= 1.3x
+  T4  12 cold 5 MB recordings cp'd in parallel, mock latency 0.5 s
+        vs xargs -P3 -n1 curl -s -o /dev/null                     target <= 1.15x, <= 3 handshakes
+  T5  peak RSS growth (VmHWM) of the daemon during a cold 300 MB read, mem_cache_size=8M
+        vs the decoded size                                       target <= 0.05x
+  T6  10,000 stat() of missing names (after the first)
+        vs 10,000 stat() of a missing name in a local folder      target <= 3x, 1 upstream call per name
+  T7  parse_bench (ReplyParser on a 100 MB reply in memory)
+        vs base64 -d of the same payload                          target >= 3x faster
+
+Writes OUT/bench.md and OUT/bench.json. Exit status: 0 when the harness ran (MISS rows
+included: this is a report), 1 when the harness itself failed (wrong bytes, a mount
+or the mock that would not start, a reference that failed), 2 for bad usage.
+Python 3 standard library only; needs root, /dev/fuse, fusermount3, curl, sed, base64,
+xargs, cp, cat.
+"""
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MOCK = os.path.normpath(os.path.join(HERE, "..", "mock", "euphoria_mock.py"))
+TENANT = "demo"
+KEY = "demo-key-123"
+MB = 1000 * 1000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The reference scripts run in the C locale: GNU sed is several times slower in a
+# UTF-8 one on a 133 MB line, and a fast reference is the strict choice.
+REF_ENV = dict(os.environ, LC_ALL="C")
+
+
+class HarnessError(Exception):
+    """The harness could not measure (as opposed to a measurement missing its target)."""
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+# --- sizes -----------------------------------------------------------------------------
+
+FULL = {
+    "t1_size": 100 * MB,
+    "t3_size": 100 * MB,
+    "t3_cats": 10,        # cats per timed sample (one 100 MB cat is ~15 ms)
+    "t4_size": 5 * MB,
+    "t4_count": 12,
+    "t4_latency": 0.5,
+    "t5_size": 300 * MB,
+    "t5_mem_cache": "8M",
+    "t6_stats": 10000,
+    "t6_names": 5,
+    "t7_size_mb": 100,
+}
+QUICK = dict(FULL, t1_size=10 * MB, t3_size=10 * MB, t3_cats=20, t4_size=1 * MB,
+             t5_size=30 * MB, t6_stats=1000, t7_size_mb=10)
+
+
+# --- the mock API ------------------------------------------------------------------------
+
+class Mock:
+    def __init__(self, state_dir):
+        self.state = state_dir
+        python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+        self.log_path = state_dir + ".log"
+        self.proc = subprocess.Popen([python, MOCK, "--state-dir", state_dir],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log_path, "w"))
+        ports = os.path.join(state_dir, "ports.json")
+        deadline = time.time() + 60
+        while True:
+            if os.path.exists(ports):
+                with open(ports) as f:
+                    p = json.load(f)
+                if p.get("pid") == self.proc.pid:
+                    break
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise HarnessError("the mock API did not start; see " + self.log_path)
+            time.sleep(0.05)
+        self.api_port, self.control_port = p["api"], p["control"]
+        self.ca = os.path.join(state_dir, "ca.pem")
+        self.endpoint = "https://127.0.0.1:%d/Euphoria.Api.aspx" % self.api_port
+
+    def control(self, method, path, body=None):
+        data = json.dumps(body if body is not None else {}).encode() if method != "GET" else None
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.control_port, path),
+                                     data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return json.loads(r.read())
+
+    def stats(self):
+        return self.control("GET", "/stats")
+
+    def reset(self):
+        self.control("POST", "/reset")
+
+    def config(self, **kw):
+        return self.control("POST", "/config", kw)
+
+    def synthetic(self, name, size):
+        r = self.control("POST", "/recording", {"tenant": TENANT, "name": name, "size": size})
+        if r.get("size") != size or len(r.get("sha256", "")) != 64:
+            raise HarnessError("the mock did not create %s: %r" % (name, r))
+        return r["sha256"]
+
+    def raw_to_file(self, name, path):
+        url = "http://127.0.0.1:%d/recording?tenant=%s&name=%s" % (
+            self.control_port, TENANT, urllib.parse.quote(name, safe=""))
+        with urllib.request.urlopen(url, timeout=600) as r, open(path, "wb") as out:
+            shutil.copyfileobj(r, out, 1 << 20)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def request_body(name):
+    """The XML request body mount.euphoria sends (libxml2's dump of the same tree)."""
+    esc = name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<XML><Tenant><Name>%s</Name><Auth>%s</Auth>'
+            '</Tenant><ActionName>DownloadCallRecordingByFilename</ActionName>'
+            '<FileName>%s</FileName></XML>\n' % (TENANT, KEY, esc)).encode()
+
+
+# --- mounts ------------------------------------------------------------------------------
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def daemon_pid(binary_name, mountpoint):
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(binary_name.encode()) and mountpoint.encode() in argv:
+            return int(pid)
+    return None
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of the whole process (all threads, living and dead)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_status_kb(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise HarnessError("no %s in /proc/%d/status" % (key, pid))
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+class Mount:
+    counter = 0
+
+    def __init__(self, bench, options=()):
+        Mount.counter += 1
+        self.bench = bench
+        base = os.path.join(bench.workdir, "mount-%03d" % Mount.counter)
+        self.dir = os.path.join(base, "mnt")
+        self.cache_dir = os.path.join(base, "cache")
+        os.makedirs(self.dir)
+        opts = ["credentials=" + bench.cred, "endpoint=" + bench.mock.endpoint,
+                "cafile=" + bench.mock.ca, "cache_dir=" + self.cache_dir, "nocheck", *options]
+        argv = [bench.binary, TENANT, self.dir, "-o", ",".join(opts)]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise HarnessError("mount failed (%d): %s" % (r.returncode, r.stderr.strip()))
+        deadline = time.time() + 10
+        self.pid = None
+        while time.time() < deadline and not (self.pid and is_mounted(self.dir)):
+            self.pid = daemon_pid(os.path.basename(bench.binary), self.dir)
+            time.sleep(0.02)
+        if not self.pid or not is_mounted(self.dir):
+            self.close()
+            raise HarnessError("mounted, but found no mount.euphoria process for " + self.dir)
+        bench.mounts.append(self)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def cpu(self):
+        return proc_cpu_seconds(self.pid)
+
+    def hwm_kb(self):
+        return proc_status_kb(self.pid, "VmHWM")
+
+    def counter_value(self, key):
+        return int(os.getxattr(self.dir, "user.euphoria." + key))
+
+    def close(self):
+        if is_mounted(self.dir):
+            subprocess.run(["fusermount3", "-u", self.dir], check=False, timeout=60,
+                           stderr=subprocess.DEVNULL)
+        if is_mounted(self.dir):
+            subprocess.run(["fusermount3", "-uz", self.dir], check=False, timeout=60)
+        deadline = time.time() + 20
+        while self.pid and os.path.exists("/proc/%d" % self.pid) and time.time() < deadline:
+            time.sleep(0.02)
+        if self in self.bench.mounts:
+            self.bench.mounts.remove(self)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_bytes(path, want, what):
+    got = sha256_file(path)
+    if got != want:
+        raise HarnessError("%s: wrong bytes in %s (sha256 %s, the mock says %s)" %
+                           (what, path, got, want))
+
+
+def timed_run(argv, what, **kw):
+    """Runs argv; returns (wall seconds, CPU seconds of it and its children)."""
+    cpu0 = children_cpu()
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, stdout=kw.pop("stdout", subprocess.DEVNULL),
+                       stderr=subprocess.PIPE, **kw)
+    wall = time.perf_counter() - t0
+    cpu = children_cpu() - cpu0
+    if r.returncode != 0:
+        raise HarnessError("%s failed (%d): %s" % (what, r.returncode,
+                                                    r.stderr.decode(errors="replace").strip()))
+    return wall, cpu
+
+
+class Row:
+    """One line of the results table."""
+
+    def __init__(self, rid, measurement, reference, unit, ours, ref, target, op,
+                 ratio_kind="ours/ref", extra_checks=(), notes=""):
+        self.rid = rid
+        self.measurement = measurement
+        self.reference = reference
+        self.unit = unit
+        self.ours = ours
+        self.ref = ref
+        self.target = target
+        self.op = op
+        self.ratio_kind = ratio_kind
+        self.extra_checks = list(extra_checks)  # (text, ok)
+        self.notes = notes
+        self.ours_median = median(ours)
+        self.ref_median = median(ref)
+        if ratio_kind == "ours/ref":
+            self.ratio = self.ours_median / self.ref_median
+        else:  # speedup: ref/ours
+            self.ratio = self.ref_median / self.ours_median
+        ok = self.ratio <= target if op == "<=" else self.ratio >= target
+        self.passed = ok and all(c[1] for c in self.extra_checks)
+
+    def target_text(self):
+        text = "%s %gx" % ("≤" if self.op == "<=" else "≥", self.target)
+        for check, _ in self.extra_checks:
+            text += ", " + check
+        return text
+
+    def verdict(self):
+        if self.passed:
+            return "PASS"
+        failed = [c for c, ok in self.extra_checks if not ok]
+        ratio_ok = self.ratio <= self.target if self.op == "<=" else self.ratio >= self.target
+        why = [] if ratio_ok else ["%.2fx" % self.ratio]
+        why += ["not " + c for c in failed]
+        return "MISS (" + "; ".join(why) + ")"
+
+    def as_json(self):
+        return {"id": self.rid, "measurement": self.measurement, "reference": self.reference,
+                "unit": self.unit, "ours": self.ours, "ref": self.ref,
+                "ours_median": self.ours_median, "ref_median": self.ref_median,
+                "ratio": self.ratio, "ratio_kind": self.ratio_kind, "target": self.target,
+                "target_op": self.op, "extra_checks": [{"check": c, "ok": ok}
+                                                       for c, ok in self.extra_checks],
+                "verdict": self.verdict(), "pass": self.passed, "notes": self.notes}
+
+
+def fmt(value, unit):
+    if unit == "s":
+        return "%.3f s" % value if value < 10 else "%.1f s" % value
+    if unit == "ms":
+        return "%.1f ms" % value
+    if unit == "MB":
+        return "%.1f MB" % value
+    return "%g %s" % (value, unit)
+
+
+# --- the benchmark -----------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.sizes = QUICK if args.quick else FULL
+        self.binary = os.path.abspath(args.binary)
+        self.parse_bench = os.path.abspath(args.parse_bench)
+        self.workdir = tempfile.mkdtemp(prefix="euphoria-bench-", dir=args.workdir)
+        shm = args.dest_dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+        self.dest = tempfile.mkdtemp(prefix="euphoria-bench-dest-", dir=shm or self.workdir)
+        self.mounts = []
+        self.mock = None
+        self.rows = []
+        self.info = {}
+        self.cred = os.path.join(self.workdir, "demo.cred")
+        with open(self.cred, "w") as f:
+            f.write("auth=%s\n" % KEY)
+        os.chmod(self.cred, 0o600)
+
+    # Plumbing shared by the rows.
+    def req_file(self, name):
+        path = os.path.join(self.workdir, "req-" + name + ".xml")
+        if not os.path.exists(path):
+            with open(path, "wb") as f:
+                f.write(request_body(name))
+        return path
+
+    def curl_argv(self, extra=()):
+        return ["curl", "-s", "--cacert", self.mock.ca,
+                "-H", "Content-Type: text/xml; charset=utf-8", *extra, self.mock.endpoint]
+
+    def pipeline(self, name, out):
+        curl = " ".join(shlex.quote(a) for a in self.curl_argv(
+            ["--data-binary", "@" + self.req_file(name)]))
+        return ("set -o pipefail; %s | sed -n -e 's/.*<audioData>//' -e 's/<\\/audioData>.*//p'"
+                " | base64 -d > %s" % (curl, shlex.quote(out)))
+
+    def fresh_mount(self, options=()):
+        m = Mount(self, options)
+        self.mock.reset()
+        return m
+
+    def reps(self):
+        return range(1, self.args.reps + 1)
+
+    # T1, T1b, T2 -------------------------------------------------------------------
+    def t1(self):
+        size = self.sizes["t1_size"]
+        name = "bench-t1-%dMB.WAV" % (size // MB)
+        sha = self.mock.synthetic(name, size)
+        ours_wall, ours_cpu, cp_cpu, ours_hs = [], [], [], []
+        ref_wall, ref_cpu, xfer_wall = [], [], []
+        dest = os.path.join(self.dest, "t1.wav")
+        for rep in self.reps():
+            # Ours: a fresh mount, so nothing is cached anywhere (not even the kernel's
+            # page cache: a new mount is a new superblock).
+            m = self.fresh_mount()
+            try:
+                cpu0 = m.cpu()
+                wall, cpu = timed_run(["cp", m.path(name), dest], "cp out of the mount")
+                daemon = m.cpu() - cpu0
+                calls = self.mock.stats()
+            finally:
+                m.close()
+            check_bytes(dest, sha, "T1 cp")
+            os.unlink(dest)
+            if calls["calls"].get(name) != 1:
+                raise HarnessError("T1: expected 1 upstream call, the mock saw %r" % calls["calls"])
+            ours_wall.append(wall)
+            ours_cpu.append(daemon)
+            cp_cpu.append(cpu)
+            ours_hs.append(calls["handshakes"])
+            # Reference: curl | sed | base64 -d into the same destination filesystem.
+            wall, cpu = timed_run(["bash", "-c", self.pipeline(name, dest)],
+                                  "the reference pipeline", env=REF_ENV)
+            check_bytes(dest, sha, "T1 reference pipeline")
+            os.unlink(dest)
+            ref_wall.append(wall)
+            ref_cpu.append(cpu)
+            # Reference b: the transfer alone.
+            wall, _ = timed_run(self.curl_argv(["-o", "/dev/null", "--data-binary",
+                                                "@" + self.req_file(name)]),
+                                "curl -o /dev/null", env=REF_ENV)
+            xfer_wall.append(wall)
+            log("T1 rep %d: cp %.3f s (daemon CPU %.2f s, cp CPU %.2f s) | pipeline %.3f s "
+                "(CPU %.2f s) | curl -o /dev/null %.3f s" %
+                (rep, ours_wall[-1], daemon, cp_cpu[-1], ref_wall[-1], ref_cpu[-1], wall))
+        mb = size // MB
+        self.rows.append(Row(
+            "T1", "cold `cp` of a %d MB recording out of a fresh mount" % mb,
+            "`curl -s` | `sed` (audioData) | `base64 -d` > file", "s",
+            ours_wall, ref_wall, 1.0, "<=",
+            notes="destination: tmpfs for both; daemon cache_dir on %s" % self.workdir))
+        self.rows.append(Row(
+            "T1b", "the same", "`curl -s -o /dev/null` (transfer alone)", "s",
+            ours_wall, xfer_wall, 1.5, "<="))
+        self.rows.append(Row(
+            "T2", "CPU (user+sys) of the daemon during T1",
+            "CPU of the reference pipeline's processes", "s",
+            ours_cpu, ref_cpu, 1.0, "<=",
+            notes="daemon only, from /proc/PID/stat; cp's own CPU (median %.2f s) and the "
+                  "mock's are not counted on either side" % median(cp_cpu)))
+        self.info["t1"] = {"size": size, "name": name, "cp_cpu": cp_cpu,
+                           "handshakes_per_cp": ours_hs}
+
+    # T3 ----------------------------------------------------------------------------
+    def t3(self):
+        size = self.sizes["t3_size"]
+        cats = self.sizes["t3_cats"]
+        name = "bench-t3-%dMB.WAV" % (size // MB)
+        sha = self.mock.synthetic(name, size)
+        local = os.path.join(self.workdir, "t3-local.wav")
+        self.mock.raw_to_file(name, local)
+        check_bytes(local, sha, "T3 local copy")
+        m = self.fresh_mount()
+        ours, ref = [], []
+        try:
+            # First read: cold, and checks the bytes.
+            check_bytes(m.path(name), sha, "T3 first read through the mount")
+            fetches0 = m.counter_value("upstream_calls")
+            for rep in self.reps():
+                # "Read a moment ago": one untimed read of each, right before.
+                timed_run(["cat", m.path(name)], "cat (warm-up)")
+                timed_run(["cat", local], "cat (warm-up)")
+                t = sum(timed_run(["cat", m.path(name)], "cat of the mount")[0]
+                        for _ in range(cats))
+                ours.append(t / cats)
+                t = sum(timed_run(["cat", local], "cat of the local file")[0]
+                        for _ in range(cats))
+                ref.append(t / cats)
+                log("T3 rep %d: mount %.1f ms | local %.1f ms (per cat, mean of %d)" %
+                    (rep, ours[-1] * 1e3, ref[-1] * 1e3, cats))
+            refetches = m.counter_value("upstream_calls") - fetches0
+            check_bytes(m.path(name), sha, "T3 last read through the mount")
+        finally:
+            m.close()
+        self.rows.append(Row(
+            "T3", "warm re-read (`cat` > /dev/null) of a %d MB recording read a moment ago"
+            % (size // MB), "`cat` of the same bytes from a local file in page cache", "ms",
+            [x * 1e3 for x in ours], [x * 1e3 for x in ref], 1.3, "<=",
+            notes="each sample is the mean of %d cats; %d re-fetch(es) during the rows "
+                  "(cache_ttl expiry)" % (cats, refetches)))
+
+    # T4 ----------------------------------------------------------------------------
+    def t4(self):
+        size, count = self.sizes["t4_size"], self.sizes["t4_count"]
+        names = ["bench-t4-%02d-%dMB.WAV" % (i, size // MB) for i in range(count)]
+        shas = {n: self.mock.synthetic(n, size) for n in names}
+        reqs = ["@" + self.req_file(n) for n in names]
+        self.mock.config(latency=self.sizes["t4_latency"])
+        ours, ref, ours_hs, ours_conn, ref_hs, ours_max_in_flight = [], [], [], [], [], []
+        try:
+            for rep in self.reps():
+                m = self.fresh_mount()
+                try:
+                    dests = [os.path.join(self.dest, "t4-%02d.wav" % i) for i in range(count)]
+                    t0 = time.perf_counter()
+                    procs = [subprocess.Popen(["cp", m.path(n), d], stderr=subprocess.PIPE)
+                             for n, d in zip(names, dests)]
+                    for p in procs:
+                        p.wait()
+                    wall = time.perf_counter() - t0
+                    for p in procs:
+                        if p.returncode != 0:
+                            raise HarnessError("T4 cp failed: " + p.stderr.read().decode())
+                        p.stderr.close()
+                    st = self.mock.stats()
+                finally:
+                    m.close()
+                for n, d in zip(names, dests):
+                    check_bytes(d, shas[n], "T4 cp")
+                    os.unlink(d)
+                if any(st["calls"].get(n) != 1 for n in names) or st["exceeded"]:
+                    raise HarnessError("T4: expected one call per name, the mock saw %r "
+                                       "(exceeded %d)" % (st["calls"], st["exceeded"]))
+                ours.append(wall)
+                ours_hs.append(st["handshakes"])
+                ours_conn.append(st["connections"])
+                ours_max_in_flight.append(st["max_in_flight"])
+                self.mock.reset()
+                xargs = ["xargs", "-P3", "-n1", *self.curl_argv(["-o", "/dev/null"]),
+                         "--data-binary"]
+                wall, _ = timed_run(xargs, "xargs curl", input="\n".join(reqs).encode(),
+                                    env=REF_ENV)
+                st = self.mock.stats()
+                if any(st["calls"].get(n) != 1 for n in names) or st["exceeded"]:
+                    raise HarnessError("T4 reference: the mock saw %r (exceeded %d)" %
+                                       (st["calls"], st["exceeded"]))
+                ref.append(wall)
+                ref_hs.append(st["handshakes"])
+                log("T4 rep %d: parallel cp %.3f s (%d handshakes, %d connections, max in "
+                    "flight %d) | xargs curl %.3f s (%d handshakes)" %
+                    (rep, ours[-1], ours_hs[-1], ours_conn[-1], ours_max_in_flight[-1],
+                     wall, ref_hs[-1]))
+        finally:
+            self.mock.config(latency=0)
+        hs_max = max(ours_hs)
+        self.rows.append(Row(
+            "T4", "%d cold %d MB recordings, `cp` in parallel, mock latency %g s" %
+            (count, size // MB, self.sizes["t4_latency"]),
+            "`xargs -P3 -n1 curl -s -o /dev/null` of the same %d replies" % count, "s",
+            ours, ref, 1.15, "<=",
+            extra_checks=[("≤ 3 TLS handshakes (max seen: %d; reference: %d)" %
+                           (hs_max, median(ref_hs)), hs_max <= 3)],
+            notes="handshakes per rep: ours %s, reference %s; connections per rep: ours %s" %
+                  (ours_hs, ref_hs, ours_conn)))
+
+    # T5 ----------------------------------------------------------------------------
+    def t5(self):
+        size = self.sizes["t5_size"]
+        name = "bench-t5-%dMB.WAV" % (size // MB)
+        sha = self.mock.synthetic(name, size)
+        growth, peaks = [], []
+        for rep in self.reps():
+            m = self.fresh_mount(["mem_cache_size=" + self.sizes["t5_mem_cache"]])
+            try:
+                base = m.hwm_kb()
+                t0 = time.perf_counter()
+                check_bytes(m.path(name), sha, "T5 cold read")
+                wall = time.perf_counter() - t0
+                peak = m.hwm_kb()
+            finally:
+                m.close()
+            growth.append((peak - base) * 1024 / MB)
+            peaks.append(peak)
+            log("T5 rep %d: VmHWM %d kB -> %d kB (+%.1f MB) over a %d MB read in %.2f s" %
+                (rep, base, peak, growth[-1], size // MB, wall))
+        self.rows.append(Row(
+            "T5", "peak RSS growth of the daemon during a cold %d MB read (mem_cache_size=%s)"
+            % (size // MB, self.sizes["t5_mem_cache"]), "the decoded size", "MB",
+            growth, [size / MB] * len(growth), 0.05, "<=",
+            notes="VmHWM after the read minus VmHWM just after mount; peak VmHWM %s kB" %
+                  peaks))
+
+    # T6 ----------------------------------------------------------------------------
+    def t6(self):
+        n, k = self.sizes["t6_stats"], self.sizes["t6_names"]
+        local_dir = os.path.join(self.workdir, "t6-local")
+        os.makedirs(local_dir)
+        m = self.fresh_mount()
+        ours, ref, first, names_all = [], [], [], []
+        try:
+            neg0 = m.counter_value("hits_negative")
+            up0 = m.counter_value("upstream_calls")
+            for rep in self.reps():
+                names = ["bench-t6-missing-r%d-%d.WAV" % (rep, i) for i in range(k)]
+                names_all += names
+                paths = [m.path(x) for x in names]
+                t0 = time.perf_counter()
+                for p in paths:  # the first stat of each name goes upstream
+                    stat_missing(p)
+                first.append((time.perf_counter() - t0) / k)
+                ours.append(stat_loop(paths, n))
+                lpaths = [os.path.join(local_dir, x) for x in names]
+                for p in lpaths:
+                    stat_missing(p)
+                ref.append(stat_loop(lpaths, n))
+                log("T6 rep %d: %d stats on the mount %.1f ms | local %.1f ms "
+                    "(first stat on the mount: %.1f ms)" %
+                    (rep, n, ours[-1] * 1e3, ref[-1] * 1e3, first[-1] * 1e3))
+            reached = m.counter_value("hits_negative") - neg0
+            upstream = m.counter_value("upstream_calls") - up0
+            st = self.mock.stats()
+        finally:
+            m.close()
+        calls = [st["calls"].get(x, 0) for x in names_all]
+        one_each = all(c == 1 for c in calls)
+        self.rows.append(Row(
+            "T6", "%d `stat` calls on missing names (after the first)" % n,
+            "%d `stat` calls on a missing name in a local folder" % n, "ms",
+            [x * 1e3 for x in ours], [x * 1e3 for x in ref], 3.0, "<=",
+            extra_checks=[("1 upstream call per name (%d names, calls %d..%d)" %
+                           (len(calls), min(calls), max(calls)), one_each)],
+            notes="%d names per rep, stat() in one Python loop on both sides; %d of the "
+                  "mount's stats reached the daemon (negative-cache hits), %d upstream "
+                  "calls; first stat of a name: median %.1f ms" %
+                  (k, reached, upstream, median(first) * 1e3)))
+
+    # T7 ----------------------------------------------------------------------------
+    def t7(self):
+        size_mb = self.sizes["t7_size_mb"]
+        for rid, shape, flags in (("T7", "unwrapped", []), ("T7w", "CRLF every 76", ["--wrap"])):
+            payload = os.path.join(self.workdir, "t7-payload.b64")
+            ours, ref = [], []
+            decoded = None
+            for rep in self.reps():
+                argv = [self.parse_bench, "--size-mb", str(size_mb), "--runs", "1", *flags]
+                if rep == 1:
+                    argv += ["--payload", payload]
+                r = subprocess.run(argv, capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise HarnessError("parse_bench failed: " + r.stderr.strip())
+                j = json.loads(r.stdout)
+                decoded = j["decoded_bytes"]
+                ours.append(j["seconds"][0])
+                wall, _ = timed_run(["base64", "-d", payload], "base64 -d", env=REF_ENV)
+                ref.append(wall)
+                log("%s rep %d: ReplyParser %.3f s (%.0f MB/s) | base64 -d %.3f s (%.0f MB/s)" %
+                    (rid, rep, ours[-1], decoded / ours[-1] / MB, wall, decoded / wall / MB))
+            os.unlink(payload)
+            self.rows.append(Row(
+                rid, "parse-and-decode of a %d MB reply in memory (%s), ReplyParser"
+                % (size_mb, shape), "`base64 -d` of the same payload", "s",
+                ours, ref, 3.0, ">=", ratio_kind="speedup",
+                notes="%.0f vs %.0f MB/s of decoded bytes; base64 -d reads LF line ends" %
+                      (decoded / median(ours) / MB, decoded / median(ref) / MB)))
+
+    # -------------------------------------------------------------------------------
+    def run(self):
+        wanted = self.args.only
+        self.mock = Mock(os.path.join(self.workdir, "mock"))
+        for rid, fn in (("T1", self.t1), ("T3", self.t3), ("T4", self.t4), ("T5", self.t5),
+                        ("T6", self.t6), ("T7", self.t7)):
+            if wanted and rid not in wanted:
+                continue
+            log("== %s" % rid)
+            fn()
+
+    def close(self):
+        for m in list(self.mounts):
+            try:
+                m.close()
+            except Exception as e:  # noqa: BLE001 (best-effort cleanup)
+                log("cleanup: %s" % e)
+        if self.mock:
+            self.mock.close()
+        shutil.rmtree(self.dest, ignore_errors=True)
+        if self.args.keep:
+            log("kept " + self.workdir)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def stat_missing(path):
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return
+    raise HarnessError("%s exists, but should not" % path)
+
+
+def stat_loop(paths, n):
+    """n stat() calls cycling over paths, all of which must be missing."""
+    stat = os.stat
+    k = len(paths)
+    t0 = time.perf_counter()
+    for i in range(n):
+        try:
+            stat(paths[i % k])
+        except FileNotFoundError:
+            continue
+        raise HarnessError("%s exists, but should not" % paths[i % k])
+    return time.perf_counter() - t0
+
+
+# --- report ------------------------------------------------------------------------------
+
+def machine_info():
+    def first_line(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True).stdout.splitlines()[0]
+        except (OSError, IndexError):
+            return ""
+
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(),
+            "loadavg": open("/proc/loadavg").read().split()[:3],
+            "curl": first_line(["curl", "--version"]),
+            "base64": first_line(["base64", "--version"]),
+            "python": platform.python_version()}
+
+
+def render(rows, meta):
+    lines = ["| # | measurement | reference | ours (median) | reference (median) | ratio "
+             "| target | verdict |", "|---|---|---|---:|---:|---:|---|---|"]
+    def cell(text):
+        return text.replace("|", "\\|")
+
+    for r in rows:
+        ratio = ("%.2fx" % r.ratio) if r.ratio_kind == "ours/ref" else ("%.2fx faster" % r.ratio)
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r.rid, cell(r.measurement), cell(r.reference), fmt(r.ours_median, r.unit),
+            fmt(r.ref_median, r.unit), ratio, r.target_text(), r.verdict()))
+    lines.append("")
+    lines.append("%d alternating repetitions of each side (ours, reference, ours, ...); "
+                 "medians; ratio = ours / reference (T7: reference / ours)." % meta["reps"])
+    lines.append("Machine: %s, %s CPUs, Linux %s, load average at start %s. %s." % (
+        meta["machine"]["cpu"], meta["machine"]["cpus"], meta["machine"]["kernel"],
+        " ".join(meta["machine"]["loadavg"]), meta["machine"]["curl"].split(" (")[0]))
+    lines.append("")
+    lines.append("Notes:")
+    for r in rows:
+        if r.notes:
+            lines.append("- %s: %s" % (r.rid, r.notes))
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--binary", required=True, help="path to mount.euphoria")
+    p.add_argument("--parse-bench", required=True, help="path to parse_bench")
+    p.add_argument("--out", default="bench-out", help="folder for bench.md and bench.json")
+    p.add_argument("--reps", type=int, default=5, help="repetitions of each side (default 5)")
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    p.add_argument("--only", type=lambda s: set(x.strip().upper() for x in s.split(",")),
+                   help="comma-separated subset of T1,T3,T4,T5,T6,T7 (T1 includes T1b and T2)")
+    p.add_argument("--workdir", default=None,
+                   help="parent of the scratch folder (mounts, daemon cache, mock); default $TMPDIR")
+    p.add_argument("--dest-dir", default=None,
+                   help="where cp and the references write (default /dev/shm, a tmpfs)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = p.parse_args(argv)
+    if args.reps < 1:
+        p.error("--reps must be at least 1")
+    for path, what in ((args.binary, "--binary"), (args.parse_bench, "--parse-bench")):
+        if not os.access(path, os.X_OK):
+            p.error("%s %s is not an executable" % (what, path))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("needs root (FUSE mounts)")
+    if not os.path.exists("/dev/fuse"):
+        problems.append("needs /dev/fuse")
+    for tool in ("fusermount3", "curl", "sed", "base64", "xargs", "cp", "cat", "bash"):
+        if shutil.which(tool) is None:
+            problems.append("needs " + tool)
+    if problems:
+        log("run_bench.py: " + "; ".join(problems))
+        return 2
+    if args.reps < 5:
+        log("note: --reps %d is below the 5 the issue asks for" % args.reps)
+
+    meta = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "reps": args.reps, "quick": args.quick, "machine": machine_info(),
+            "binary": os.path.abspath(args.binary), "parse_bench": os.path.abspath(args.parse_bench),
+            "command": " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])}
+    bench = Bench(args)
+    started = time.time()
+    try:
+        bench.run()
+    except HarnessError as e:
+        log("run_bench.py: harness failure: %s" % e)
+        return 1
+    except KeyboardInterrupt:
+        log("run_bench.py: interrupted")
+        return 1
+    finally:
+        bench.close()
+    meta["seconds"] = round(time.time() - started, 1)
+    meta["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    meta["sizes"] = bench.sizes
+    meta["info"] = bench.info
+
+    os.makedirs(args.out, exist_ok=True)
+    md = render(bench.rows, meta)
+    with open(os.path.join(args.out, "bench.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(args.out, "bench.json"), "w") as f:
+        json.dump({"meta": meta, "rows": [r.as_json() for r in bench.rows]}, f, indent=2)
+        f.write("\n")
+    print(md, end="")
+    misses = [r.rid for r in bench.rows if not r.passed]
+    print("\n%s; results in %s" % ("MISS: " + ", ".join(misses) if misses else "all targets met",
+                                    os.path.abspath(args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
