@@ -201,8 +201,7 @@ std::unique_ptr<CurlClient::Handle> CurlClient::checkout() {
 
 void CurlClient::checkin(std::unique_ptr<Handle> handle) {
     std::lock_guard lock(idle_mutex_);
-    constexpr std::size_t max_idle = 4;
-    if (idle_.size() < max_idle) idle_.push_back(std::move(handle));
+    if (idle_.size() < config_.max_connections) idle_.push_back(std::move(handle));
 }
 
 void CurlClient::download(const std::string& file_name, Sink& sink, CancelToken& cancel) {

@@ -174,6 +174,7 @@ int run(int argc, const char* const* argv) {
         client_config.ca_file = cfg.cafile;
         client_config.connect_timeout = std::chrono::seconds(cfg.timeout);
         client_config.stall_timeout = std::chrono::seconds(cfg.timeout);
+        client_config.max_connections = cfg.max_concurrent;
         try {
             api::check_endpoint(cfg.endpoint);
             client_config.key = resolve_key(cfg);

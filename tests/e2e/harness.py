@@ -190,8 +190,12 @@ class Mount:
         self.cache_dir = os.path.join(self.workdir, "cache")
         os.makedirs(self.dir, exist_ok=True)
         self.cred = write_credentials(self.workdir)
+        for o in options:
+            if o.startswith("cache_dir="):
+                self.cache_dir = o.split("=", 1)[1]
         opts = ["credentials=" + self.cred, "endpoint=" + mock.endpoint, "cafile=" + mock.ca,
-                "cache_dir=" + self.cache_dir, *options]
+                *(["cache_dir=" + self.cache_dir] if not any(o.startswith("cache_dir=") for o in options) else []),
+                *options]
         self.argv = [BINARY, TENANT, self.dir, "-o", ",".join(opts), *extra_args]
         self.log = os.path.join(self.workdir, "daemon.log")
         self.proc = None

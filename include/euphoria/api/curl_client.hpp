@@ -24,6 +24,8 @@ struct ClientConfig {
     // limit: it would kill a large, slow but healthy download.
     std::chrono::seconds stall_timeout{30};
     std::size_t buffer_size = std::size_t{512} << 10;
+    // Warm connections kept between calls: one per upstream slot is enough.
+    std::size_t max_connections = 3;
 };
 
 // Refuses anything but an https:// URL, before a key could be sent anywhere.
