@@ -57,6 +57,10 @@ FetchResult failure(int err, std::string message) {
 
 FetchResult Fetcher::get(const std::string& name, api::CancelToken* cancel) {
     const auto now = clock_.now();
+    if (name.size() > max_name_bytes) {
+        stats_.count_error(ENAMETOOLONG);
+        return failure(ENAMETOOLONG, "name longer than 255 bytes");
+    }
     if (!config_.names.may_fetch(name)) {
         stats_.negative_hits.fetch_add(1, std::memory_order_relaxed);
         auto r = failure(ENOENT, "name is not fetched (dot-name or name_pattern)");

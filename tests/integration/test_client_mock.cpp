@@ -151,6 +151,8 @@ TEST_CASE("every API error and fault maps to its errno", "[client][errors]") {
         {"http:500", EIO, api::ErrorKind::http_status},
         {"http:503", EIO, api::ErrorKind::http_status},
         {"http:429", EIO, api::ErrorKind::http_status},
+        {"http:302", EIO, api::ErrorKind::other_error},  // redirects are never followed
+        {"http:404", EIO, api::ErrorKind::other_error},
         {"html", EIO, api::ErrorKind::malformed},
         {"garbage", EIO, api::ErrorKind::malformed},
         {"corrupt", EIO, api::ErrorKind::malformed},

@@ -25,6 +25,9 @@
 
 namespace euphoria::core {
 
+// NAME_MAX, as statfs reports it: longer names are refused before any call.
+inline constexpr std::size_t max_name_bytes = 255;
+
 struct FetcherConfig {
     unsigned max_concurrent = 3;
     std::chrono::seconds ttl{30};
