@@ -40,17 +40,17 @@ struct stat Filesystem::root_attr() const {
     return st;
 }
 
-struct stat Filesystem::file_attr(Ino ino, const core::CachedRecording& rec) const {
+struct stat Filesystem::file_attr(Ino ino, const InodeInfo& info) const {
     struct stat st {};
     st.st_ino = ino;
     st.st_mode = S_IFREG | (0444 & ~owner_.umask);
     st.st_nlink = 1;
     st.st_uid = owner_.uid;
     st.st_gid = owner_.gid;
-    st.st_size = static_cast<off_t>(rec.content->size());
+    st.st_size = static_cast<off_t>(info.size);
     st.st_blocks = (st.st_size + 511) / 512;
     st.st_blksize = 1 << 20;
-    st.st_atim = st.st_mtim = st.st_ctim = to_timespec(rec.mtime);
+    st.st_atim = st.st_mtim = st.st_ctim = to_timespec(info.mtime);
     return st;
 }
 
@@ -70,14 +70,15 @@ EntryAnswer Filesystem::do_lookup(Ino parent, const std::string& name, api::Canc
         a.error = r.error;
         return a;
     }
-    a.ino = inodes_.acquire(name, true);
-    a.attr = file_attr(a.ino, r.recording);
+    a.ino = inodes_.acquire(name, r.recording, true);
+    a.attr = file_attr(a.ino, InodeInfo{name, r.recording.content->size(), r.recording.mtime,
+                                        r.recording.expires_at});
     // Never longer than the data may be cached: the kernel asks again after that.
     a.timeout = seconds_left(r.recording.expires_at);
     return a;
 }
 
-EntryAnswer Filesystem::do_getattr(Ino ino, api::CancelToken* cancel) {
+EntryAnswer Filesystem::do_getattr(Ino ino) {
     EntryAnswer a;
     a.ino = ino;
     if (ino == root_ino) {
@@ -85,18 +86,13 @@ EntryAnswer Filesystem::do_getattr(Ino ino, api::CancelToken* cancel) {
         a.timeout = 1.0;
         return a;
     }
-    auto name = inodes_.name_of(ino);
-    if (!name) {
+    auto info = inodes_.find(ino);
+    if (!info) {
         a.error = ENOENT;
         return a;
     }
-    auto r = fetcher_.get(*name, cancel);
-    if (r.error) {
-        a.error = r.error;
-        return a;
-    }
-    a.attr = file_attr(ino, r.recording);
-    a.timeout = seconds_left(r.recording.expires_at);
+    a.attr = file_attr(ino, *info);
+    a.timeout = seconds_left(info->expires_at);
     return a;
 }
 
@@ -110,19 +106,25 @@ OpenAnswer Filesystem::do_open(Ino ino, int flags, api::CancelToken* cancel) {
         a.error = EROFS;
         return a;
     }
-    auto name = inodes_.name_of(ino);
-    if (!name) {
+    auto info = inodes_.find(ino);
+    if (!info) {
         a.error = ENOENT;
         return a;
     }
     // Through the cache: an expired entry is fetched again here.
-    auto r = fetcher_.get(*name, cancel);
+    auto r = fetcher_.get(info->name, cancel);
     if (r.error) {
         a.error = r.error;
         return a;
     }
-    a.content = r.recording.content;
-    a.keep_cache = inodes_.same_as_last_served(ino, a.content);
+    if (r.recording.content->size() != info->size || r.recording.mtime != info->mtime) {
+        // A new version under this inode's name: ESTALE makes the kernel look the
+        // name up again, which gives the new version its own inode.
+        a.error = ESTALE;
+        return a;
+    }
+    a.recording = r.recording;
+    a.keep_cache = inodes_.same_as_last_served(ino, a.recording.content);
     return a;
 }
 
@@ -136,7 +138,7 @@ std::vector<DirEntry> Filesystem::do_readdir(Ino ino, int& error) {
     out.push_back({".", root_ino, S_IFDIR});
     out.push_back({"..", root_ino, S_IFDIR});
     for (auto& [name, rec] : cache_.list(clock_.now())) {
-        out.push_back({name, inodes_.acquire(name, false), S_IFREG});
+        out.push_back({name, inodes_.acquire(name, rec, false), S_IFREG});
     }
     return out;
 }

@@ -2,19 +2,37 @@
 
 namespace euphoria::fuse {
 
-Ino InodeTable::acquire(const std::string& name, bool lookup) {
+Ino InodeTable::acquire(const std::string& name, const core::CachedRecording& recording,
+                        bool lookup) {
     std::lock_guard lock(mutex_);
-    auto [it, inserted] = by_name_.try_emplace(name, next_);
-    if (inserted) nodes_.emplace(next_++, Node{name, 0, {}});
-    if (lookup) ++nodes_.at(it->second).lookups;
-    return it->second;
+    const auto size = recording.content->size();
+    auto current = by_name_.find(name);
+    Node* node = nullptr;
+    if (current != by_name_.end()) {
+        node = &nodes_.at(current->second);
+        if (node->info.size != size || node->info.mtime != recording.mtime) node = nullptr;
+    }
+    Ino ino = 0;
+    if (node) {
+        ino = current->second;
+    } else {
+        ino = next_++;
+        node = &nodes_[ino];
+        node->info.name = name;
+        node->info.size = size;
+        node->info.mtime = recording.mtime;
+        by_name_[name] = ino;
+    }
+    node->info.expires_at = recording.expires_at;
+    if (lookup) ++node->lookups;
+    return ino;
 }
 
-std::optional<std::string> InodeTable::name_of(Ino ino) const {
+std::optional<InodeInfo> InodeTable::find(Ino ino) const {
     std::lock_guard lock(mutex_);
     auto it = nodes_.find(ino);
     if (it == nodes_.end()) return std::nullopt;
-    return it->second.name;
+    return it->second.info;
 }
 
 void InodeTable::forget(Ino ino, std::uint64_t count) {
@@ -26,7 +44,9 @@ void InodeTable::forget(Ino ino, std::uint64_t count) {
     // Inodes readdir handed out without a lookup stay; they cost a few bytes each and
     // the kernel may still look them up by number.
     if (node.lookups == 0 && count > 0) {
-        by_name_.erase(node.name);
+        if (auto cur = by_name_.find(node.info.name); cur != by_name_.end() && cur->second == ino) {
+            by_name_.erase(cur);
+        }
         nodes_.erase(it);
     }
 }

@@ -59,7 +59,7 @@ T& handle_of(const fuse_file_info* fi) {
 }
 
 struct OpenFile {
-    std::shared_ptr<const core::Content> content;  // pins the bytes until release
+    core::CachedRecording recording;  // pins the bytes until release
 };
 
 struct OpenDir {
@@ -124,7 +124,7 @@ void sfs_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
         EntryAnswer a;
         {
             InterruptScope interrupt(req);
-            a = fs_of(req).do_getattr(ino, interrupt.token());
+            a = fs_of(req).do_getattr(ino);
         }
         if (a.error) {
             fuse_reply_err(req, a.error);
@@ -145,7 +145,7 @@ void sfs_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
             fuse_reply_err(req, a.error);
             return;
         }
-        auto file = std::make_unique<OpenFile>(OpenFile{std::move(a.content)});
+        auto file = std::make_unique<OpenFile>(OpenFile{std::move(a.recording)});
         fi->fh = reinterpret_cast<uint64_t>(file.get());
         fi->keep_cache = a.keep_cache;
         // Once the reply is sent the kernel holds the handle, and release() frees it.
@@ -155,7 +155,7 @@ void sfs_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void sfs_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] {
-        const auto& content = *handle_of<OpenFile>(fi).content;
+        const auto& content = *handle_of<OpenFile>(fi).recording.content;
         const auto total = content.size();
         if (off < 0 || static_cast<std::uint64_t>(off) >= total) {
             fuse_reply_buf(req, nullptr, 0);

@@ -85,6 +85,24 @@ class FilesystemTest(harness.E2ETestCase):
             self.assertEqual(len(read_file(m.path("one.WAV"))), 50_000)
         self.assertEqual(self.mock.calls("one.WAV"), 1)
 
+    def test_open_handle_keeps_its_bytes_past_expiry(self):
+        first = os.urandom(300_000)
+        self.mock.add("held.WAV", first)
+        m = self.mount("cache_ttl=1", "mem_cache_size=1M")  # 300 kB goes to the disk tier
+        with open(m.path("held.WAV"), "rb") as f:
+            head = f.read(1000)
+            self.mock.add("held.WAV", b"changed upstream")
+            time.sleep(2)
+            self.assertEqual(os.fstat(f.fileno()).st_size, 300_000)  # no new call for fstat
+            self.assertEqual(self.mock.calls("held.WAV"), 1)
+            # A new open fetches the new bytes; the old handle still reads the old ones.
+            self.assertEqual(read_file(m.path("held.WAV")), b"changed upstream")
+            self.assertEqual(head + f.read(), first)
+        self.assertEqual(self.mock.calls("held.WAV"), 2)
+        time.sleep(1.5)
+        os.listdir(m.dir)  # expired entries are dropped, the released file with them
+        self.assertEqual(os.listdir(m.cache_dir), [])
+
     def test_ttl_expiry_fetches_again(self):
         self.mock.synthetic("ttl.WAV", 10_000)
         m = self.mount("cache_ttl=2")

@@ -30,7 +30,7 @@ struct EntryAnswer {
 
 struct OpenAnswer {
     int error = 0;
-    std::shared_ptr<const core::Content> content;
+    core::CachedRecording recording;  // what the handle pins until release
     bool keep_cache = false;
 };
 
@@ -46,7 +46,9 @@ public:
                core::Clock& clock, Ownership owner);
 
     EntryAnswer do_lookup(Ino parent, const std::string& name, api::CancelToken* cancel);
-    EntryAnswer do_getattr(Ino ino, api::CancelToken* cancel);
+    // Never calls upstream: an inode's attributes are those of the version it stands
+    // for. A player calling fstat on a file it holds past the TTL costs nothing.
+    EntryAnswer do_getattr(Ino ino);
     OpenAnswer do_open(Ino ino, int flags, api::CancelToken* cancel);
     void do_forget(Ino ino, std::uint64_t count) { inodes_.forget(ino, count); }
     std::vector<DirEntry> do_readdir(Ino ino, int& error);
@@ -58,7 +60,7 @@ public:
 
 private:
     struct stat root_attr() const;
-    struct stat file_attr(Ino ino, const core::CachedRecording& rec) const;
+    struct stat file_attr(Ino ino, const InodeInfo& info) const;
     double seconds_left(core::Clock::time_point until);
 
     core::Fetcher& fetcher_;
