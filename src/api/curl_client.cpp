@@ -6,9 +6,12 @@
 #include <array>
 #include <cerrno>
 #include <exception>
+#include <fstream>
+#include <sstream>
 #include <optional>
 
 #include "euphoria/api/error.hpp"
+#include "euphoria/api/libxml_init.hpp"
 #include "euphoria/api/reply_parser.hpp"
 #include "euphoria/api/request.hpp"
 
@@ -39,7 +42,9 @@ void global_init_once() {
     if (!done) throw ApiError(EIO, ErrorKind::local, "libcurl failed to initialise");
 }
 
-ApiError error_from_curl(CURLcode code, const char* detail) {
+// `os_errno` tells a reset during the handshake (a transient network failure) from
+// a handshake the peer refused.
+ApiError error_from_curl(CURLcode code, const char* detail, long os_errno = 0) {
     std::string text = detail && *detail ? detail : curl_easy_strerror(code);
     switch (code) {
     case CURLE_OPERATION_TIMEDOUT:
@@ -54,8 +59,10 @@ ApiError error_from_curl(CURLcode code, const char* detail) {
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
         return ApiError(EIO, ErrorKind::network, "network error: " + text);
-    case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CONNECT_ERROR:
+        if (os_errno != 0) return ApiError(EIO, ErrorKind::network, "network error: " + text);
+        return ApiError(EIO, ErrorKind::tls, "TLS failure: " + text);
+    case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CIPHER:
     case CURLE_SSL_CACERT_BADFILE:
@@ -74,6 +81,29 @@ ApiError error_from_curl(CURLcode code, const char* detail) {
     default:
         return ApiError(EIO, ErrorKind::network, "transfer failed: " + text);
     }
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return {};
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+}
+
+// CURLOPT_CAINFO would replace the system's CAs: trust the extra CA file in addition
+// to them by handing libcurl both as one bundle.
+std::string trust_bundle(const std::string& extra_ca_file) {
+    std::string extra = read_file(extra_ca_file);
+    if (extra.empty()) {
+        throw ApiError(EINVAL, ErrorKind::config, "cannot read cafile " + extra_ca_file);
+    }
+    EasyPtr probe(curl_easy_init());
+    char* system_bundle = nullptr;
+    if (probe) curl_easy_getinfo(probe.get(), CURLINFO_CAINFO, &system_bundle);
+    std::string bundle = system_bundle ? read_file(system_bundle) : std::string();
+    if (!bundle.empty() && bundle.back() != '\n') bundle.push_back('\n');
+    return bundle + extra;
 }
 
 }  // namespace
@@ -141,6 +171,8 @@ struct Transfer {
             }
             // A non-200 body is an HTML error page of the proxy or server: drop it.
             if (self->parser) self->parser->feed(data, size);
+            // A slow sink is not a stalled server.
+            self->last_byte = std::chrono::steady_clock::now();
             return size;
         } catch (...) {
             self->failure = std::current_exception();
@@ -153,7 +185,10 @@ struct Transfer {
 
 CurlClient::CurlClient(ClientConfig config) : config_(std::move(config)) {
     check_endpoint(config_.endpoint);
+    // Here, on the thread that builds the client, before any worker shares libxml2.
+    init_libxml();
     global_init_once();
+    if (!config_.ca_file.empty()) ca_bundle_ = trust_bundle(config_.ca_file);
     share_ = std::make_unique<Share>();
 }
 
@@ -181,7 +216,10 @@ std::unique_ptr<CurlClient::Handle> CurlClient::checkout() {
     set(CURLOPT_FOLLOWLOCATION, 0L);
     set(CURLOPT_SSL_VERIFYPEER, 1L);
     set(CURLOPT_SSL_VERIFYHOST, 2L);
-    if (!config_.ca_file.empty()) set(CURLOPT_CAINFO, config_.ca_file.c_str());
+    if (!ca_bundle_.empty()) {
+        curl_blob blob{ca_bundle_.data(), ca_bundle_.size(), CURL_BLOB_COPY};
+        set(CURLOPT_CAINFO_BLOB, &blob);
+    }
     set(CURLOPT_CONNECTTIMEOUT, static_cast<long>(config_.connect_timeout.count()));
     set(CURLOPT_BUFFERSIZE, static_cast<long>(config_.buffer_size));
     set(CURLOPT_NOSIGNAL, 1L);
@@ -261,11 +299,13 @@ void CurlClient::download(const std::string& file_name, Sink& sink, CancelToken&
     if (stalled) throw error_from_curl(CURLE_OPERATION_TIMEDOUT, detail.c_str());
     if (result == CURLE_ABORTED_BY_CALLBACK) throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
     if (transfer.status == 0) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &transfer.status);
+    long os_errno = 0;
+    if (result == CURLE_SSL_CONNECT_ERROR) curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &os_errno);
     checkin(std::move(handle));
 
     if (transfer.failure) std::rethrow_exception(transfer.failure);
     if (cancel.cancelled()) throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
-    if (result != CURLE_OK) throw error_from_curl(result, detail.c_str());
+    if (result != CURLE_OK) throw error_from_curl(result, detail.c_str(), os_errno);
     if (transfer.status != 200) {
         bool transient = transfer.status == 429 || transfer.status >= 500;
         throw ApiError(EIO, transient ? ErrorKind::http_status : ErrorKind::other_error,

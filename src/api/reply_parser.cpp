@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "euphoria/api/error.hpp"
+#include "euphoria/api/libxml_init.hpp"
 
 namespace euphoria::api {
 
@@ -43,16 +44,15 @@ int clamp_to_int(std::uint64_t value) {
     return static_cast<int>(std::min<std::uint64_t>(value, INT_MAX));
 }
 
-// libxml2 keeps global tables that must be set up once before threads share it.
-void init_libxml_once() {
+}  // namespace
+
+void init_libxml() {
     static const bool initialised = [] {
         xmlInitParser();
         return true;
     }();
     (void)initialised;
 }
-
-}  // namespace
 
 // The C entry points libxml2 calls. Nothing may unwind through libxml2's frames, so
 // each catches everything and hands it to ReplyParser::fail(); the parse stops, and
@@ -123,7 +123,7 @@ void ReplyParser::ContextDeleter::operator()(xmlParserCtxt* ctxt) const noexcept
 }
 
 ReplyParser::ReplyParser(Sink& sink) : sink_(sink), decoder_(sink) {
-    init_libxml_once();
+    init_libxml();
     xmlSAXHandler handler = SaxCallbacks::handler();
     ctxt_.reset(xmlCreatePushParserCtxt(&handler, this, nullptr, 0, nullptr));
     if (!ctxt_) throw std::bad_alloc();
@@ -194,10 +194,19 @@ void ReplyParser::fail(std::exception_ptr error) noexcept {
 }
 
 void ReplyParser::parse(const char* data, std::size_t size, bool terminate) {
-    xmlParseChunk(ctxt_.get(), data, static_cast<int>(size), terminate ? 1 : 0);
-    // Every error should have come through serror; this catches any that did not.
-    if (!failure_ && !ctxt_->wellFormed) {
-        fail(std::make_exception_ptr(malformed("not well-formed XML")));
+    const int rc = xmlParseChunk(ctxt_.get(), data, static_cast<int>(size), terminate ? 1 : 0);
+    // Every error should come through serror, but libxml2 2.9 reports a failed
+    // encoding conversion only by halting, or by leaving bytes unconverted.
+    if (!failure_) {
+        const xmlParserInput* in = ctxt_->input;
+        const bool unconverted =
+            in && in->buf &&
+            (in->buf->error != 0 || (terminate && in->buf->raw && xmlBufUse(in->buf->raw) > 0));
+        if (unconverted) {
+            fail(std::make_exception_ptr(malformed("bytes not valid in the declared encoding")));
+        } else if (rc != XML_ERR_OK || !ctxt_->wellFormed) {
+            fail(std::make_exception_ptr(malformed("not well-formed XML")));
+        }
     }
     if (failure_) {
         xmlStopParser(ctxt_.get());

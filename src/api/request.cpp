@@ -6,8 +6,10 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 
 #include "euphoria/api/error.hpp"
+#include "euphoria/api/libxml_init.hpp"
 
 namespace euphoria::api {
 
@@ -58,7 +60,24 @@ bool valid_xml_utf8(std::string_view s) {
     return true;
 }
 
+// Escapes text the way libxml2 does for element content.
+void append_escaped(std::string& out, std::string_view text) {
+    for (char c : text) {
+        switch (c) {
+        case '&': out += "&amp;"; break;
+        case '<': out += "&lt;"; break;
+        case '>': out += "&gt;"; break;
+        case '\r': out += "&#13;"; break;
+        default: out.push_back(c);
+        }
+    }
+}
+
+// libxml2 builds and escapes the document, with an empty <Auth>; the key is then
+// escaped straight into the one buffer that will hold it, reserved up front, so no
+// freed libxml2 or std::string buffer is ever left with a copy.
 Secret build(std::string_view tenant, std::string_view key, std::string_view file_name) {
+    init_libxml();
     DocPtr doc(xmlNewDoc(xml_str("1.0")));
     if (!doc) throw std::bad_alloc();
     xmlNode* root = xmlNewDocNode(doc.get(), nullptr, xml_str("XML"), nullptr);
@@ -67,16 +86,15 @@ Secret build(std::string_view tenant, std::string_view key, std::string_view fil
 
     // xmlNewTextChild escapes its content; xmlNewChild would not.
     auto add_text = [](xmlNode* parent, const char* name, std::string_view value) {
-        std::string v(value);
+        const std::string v(value);
         xmlNode* node = xmlNewTextChild(parent, nullptr, xml_str(name), xml_str(v.c_str()));
-        wipe_string(v);
         if (!node) throw std::bad_alloc();
         return node;
     };
     xmlNode* tenant_node = xmlNewChild(root, nullptr, xml_str("Tenant"), nullptr);
     if (!tenant_node) throw std::bad_alloc();
     add_text(tenant_node, "Name", tenant);
-    add_text(tenant_node, "Auth", key);
+    add_text(tenant_node, "Auth", "");
     add_text(root, "ActionName", download_action);
     add_text(root, "FileName", file_name);
 
@@ -84,17 +102,19 @@ Secret build(std::string_view tenant, std::string_view key, std::string_view fil
     int size = 0;
     xmlDocDumpMemoryEnc(doc.get(), &mem, &size, "UTF-8");
     if (!mem) throw std::bad_alloc();
-    std::string body(reinterpret_cast<const char*>(mem), static_cast<std::size_t>(size));
-    // The dump held the key: scrub libxml2's copy before handing it back.
-    explicit_bzero(mem, static_cast<std::size_t>(size));
+    const std::string skeleton(reinterpret_cast<const char*>(mem), static_cast<std::size_t>(size));
     xmlFree(mem);
-    // The tree's text nodes also held it.
-    for (xmlNode* n = tenant_node->children; n; n = n->next) {
-        if (n->children && n->children->content) {
-            auto* c = n->children->content;
-            explicit_bzero(c, xmlStrlen(c));
-        }
-    }
+
+    // Tenant comes first and escaped text holds no '<', so this is our element.
+    constexpr std::string_view empty_auth = "<Auth></Auth>";
+    const auto at = skeleton.find(empty_auth);
+    if (at == std::string::npos) throw std::logic_error("request skeleton without <Auth>");
+    const auto split = at + std::string_view("<Auth>").size();
+    std::string body;
+    body.reserve(skeleton.size() + 6 * key.size());
+    body.append(skeleton, 0, split);
+    append_escaped(body, key);
+    body.append(skeleton, split);
     return Secret(std::move(body));
 }
 
@@ -115,6 +135,10 @@ Secret build_download_request(std::string_view tenant, const Secret& key,
     validate_file_name(file_name);
     if (!valid_xml_utf8(tenant)) {
         throw ApiError(EINVAL, ErrorKind::config, "tenant name is not valid text");
+    }
+    // The message never shows the key.
+    if (!valid_xml_utf8(key.reveal())) {
+        throw ApiError(EINVAL, ErrorKind::config, "the auth key holds characters XML cannot carry");
     }
     return build(tenant, key.reveal(), file_name);
 }

@@ -574,3 +574,21 @@ TEST_CASE("parser: positions in messages stay right when text skips libxml2", "[
     CHECK_THAT(whole.error->what(), Catch::Contains("(line " + std::to_string(line) + ", column "));
     CHECK(std::string(whole.error->what()) == skipped.error->what());
 }
+
+TEST_CASE("parser: bytes the declared encoding cannot convert are refused, even after </XML>",
+          "[parser]") {
+    // libxml2 2.9 reports a failed conversion only by halting; found in review.
+    const std::string reply =
+        "<?xml version=\"1.0\" encoding=\"US-ASCII\"?><XML><CallRecording><audioData>QUJD"
+        "</audioData></CallRecording></XML>\x80\x80 <<<garbage & more";
+    for (std::size_t piece : {reply.size(), std::size_t{7}, std::size_t{1}}) {
+        INFO("pieces of " << piece);
+        const auto outcome = parse_in_pieces(reply, piece);
+        REQUIRE(outcome.error);
+        CHECK(outcome.error->error_number() == EIO);
+        CHECK(outcome.completes == 0);
+    }
+    // The same reply without the stray bytes is fine.
+    const std::string clean = reply.substr(0, reply.find('\x80'));
+    require_success(parse_in_pieces(clean, clean.size()), "ABC");
+}

@@ -85,6 +85,18 @@ TEST_CASE("names XML cannot carry are refused before a body exists", "[request]"
     }
 }
 
+TEST_CASE("a key XML cannot carry is refused, and the message does not show it", "[request][security]") {
+    for (const char* bad : {"ab\x01" "cd", "ab\xff"}) {
+        try {
+            (void)api::build_download_request("acme", api::Secret(bad), "x.WAV");
+            FAIL("accepted");
+        } catch (const api::ApiError& e) {
+            CHECK(e.error_number() == EINVAL);
+            CHECK(std::string(e.what()).find("ab") == std::string::npos);
+        }
+    }
+}
+
 TEST_CASE("wiping scrubs a string's whole buffer", "[secret][security]") {
     std::string s(100, 'k');
     const char* buffer = s.data();

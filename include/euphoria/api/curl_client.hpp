@@ -48,6 +48,7 @@ private:
     void checkin(std::unique_ptr<Handle> handle);
 
     ClientConfig config_;
+    std::string ca_bundle_;  // the system's CAs plus ca_file; empty: libcurl's default
     struct Share;
     std::unique_ptr<Share> share_;  // TLS sessions and DNS shared across handles
     // Guards idle_. Leaf lock.
