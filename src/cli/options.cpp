@@ -127,7 +127,9 @@ std::string help_text() {
     return out.str();
 }
 
-ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
+namespace {
+
+ParsedCommandLine parse(int argc, const char* const* argv) {
     ParsedCommandLine result;
     auto& cfg = result.config;
 
@@ -170,6 +172,7 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
             for (const auto& item : split_commas(group)) {
                 const auto eq = item.find('=');
                 const std::string key = item.substr(0, eq);
+                if (key.empty()) throw UsageError("empty option name in -o " + group);
                 if (key == "auth" || key == "key") {
                     throw UsageError("option " + key +
                                      "= is refused: every user can read the command line "
@@ -265,6 +268,18 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
     }
     if (cfg.name_pattern.empty()) throw UsageError("option name_pattern must not be empty");
     return result;
+}
+
+}  // namespace
+
+ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
+    // Boost reports bad usage from several places (an ambiguous or malformed option
+    // while matching -o items, too): every one of them is bad usage.
+    try {
+        return parse(argc, argv);
+    } catch (const po::error& e) {
+        throw UsageError(e.what());
+    }
 }
 
 }  // namespace euphoria::cli

@@ -67,6 +67,8 @@ TEST_CASE("bad values are refused with the option's name", "[cli]") {
     refused({"acme", "/mnt", "-o", "retries=-1"}, "retries");
     refused({"acme", "/mnt", "-o", "bogus=1"}, "bogus");
     refused({"acme"}, "MOUNTPOINT");
+    refused({"acme", "/mnt", "-o", "=7,m"}, "empty option");
+    refused({"acme", "/mnt", "-o", "m"}, "m");  // found by fuzzing: ambiguous, not a crash
 }
 
 TEST_CASE("the key is refused on the command line", "[cli][security]") {
