@@ -141,17 +141,13 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
     positional.add("positional", -1);
 
     po::variables_map vm;
-    try {
-        po::store(po::command_line_parser(argc, argv)
-                      .options(all)
-                      .positional(positional)
-                      .style(po::command_line_style::default_style &
-                             ~po::command_line_style::allow_guessing)
-                      .run(),
-                  vm);
-    } catch (const po::error& e) {
-        throw UsageError(e.what());
-    }
+    po::store(po::command_line_parser(argc, argv)
+                  .options(all)
+                  .positional(positional)
+                  .style(po::command_line_style::default_style &
+                         ~po::command_line_style::allow_guessing)
+                  .run(),
+              vm);
     if (vm.count("help")) {
         result.action = Action::help;
         return result;
@@ -201,7 +197,7 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
             }
         }
     }
-    try {
+    {
         po::variables_map from_o;
         std::vector<const char*> cargv;
         cargv.reserve(long_args.size());
@@ -217,8 +213,6 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
             if (!vm.count(k)) vm.insert({k, v});
         }
         po::notify(vm);
-    } catch (const po::error& e) {
-        throw UsageError(e.what());
     }
 
     std::vector<std::string> pos;
@@ -277,6 +271,17 @@ ParsedCommandLine parse_command_line(int argc, const char* const* argv) {
     // while matching -o items, too): every one of them is bad usage.
     try {
         return parse(argc, argv);
+    } catch (const po::error_with_option_name& e) {
+        // Not e.what(): Boost substitutes the value into its message template and
+        // loops forever when the value itself holds "%value%" (found by fuzzing).
+        const std::string option = e.get_option_name();
+        if (dynamic_cast<const po::unknown_option*>(&e)) {
+            throw UsageError("unknown option " + option + " (see --help)");
+        }
+        if (dynamic_cast<const po::validation_error*>(&e)) {
+            throw UsageError("option " + option + " has an invalid value (see --help)");
+        }
+        throw UsageError("bad use of option " + option + " (see --help)");
     } catch (const po::error& e) {
         throw UsageError(e.what());
     }
