@@ -1,6 +1,8 @@
 #include "euphoria/api/reply_parser.hpp"
 
 #include <libxml/parser.h>
+#include <libxml/xmlerror.h>
+#include <libxml/globals.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -193,8 +195,42 @@ void ReplyParser::fail(std::exception_ptr error) noexcept {
     ctxt_->disableSAX = 1;
 }
 
+namespace {
+
+// libxml2 2.9 reports a failed encoding conversion (iconv) without the parser
+// context, through the thread's global handler, then skips the bad bytes and goes
+// on. Catch those reports on this thread for the length of one xmlParseChunk.
+class ConversionErrorScope {
+public:
+    explicit ConversionErrorScope(bool* failed)
+        : saved_(xmlStructuredError), saved_context_(xmlStructuredErrorContext) {
+        xmlSetStructuredErrorFunc(failed, &ConversionErrorScope::on_error);
+    }
+    ~ConversionErrorScope() { xmlSetStructuredErrorFunc(saved_context_, saved_); }
+    ConversionErrorScope(const ConversionErrorScope&) = delete;
+    ConversionErrorScope& operator=(const ConversionErrorScope&) = delete;
+
+private:
+    template <typename ErrorPointer>
+    static void on_error(void* failed, ErrorPointer error) {
+        if (error && error->level >= XML_ERR_ERROR) *static_cast<bool*>(failed) = true;
+    }
+    xmlStructuredErrorFunc saved_;
+    void* saved_context_;
+};
+
+}  // namespace
+
 void ReplyParser::parse(const char* data, std::size_t size, bool terminate) {
-    const int rc = xmlParseChunk(ctxt_.get(), data, static_cast<int>(size), terminate ? 1 : 0);
+    bool conversion_failed = false;
+    int rc = 0;
+    {
+        ConversionErrorScope scope(&conversion_failed);
+        rc = xmlParseChunk(ctxt_.get(), data, static_cast<int>(size), terminate ? 1 : 0);
+    }
+    if (conversion_failed && !failure_) {
+        fail(std::make_exception_ptr(malformed("bytes not valid in the declared encoding")));
+    }
     // Every error should come through serror, but libxml2 2.9 reports a failed
     // encoding conversion only by halting, or by leaving bytes unconverted.
     if (!failure_) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang and runs each for a bounded time on a copy
-# of its seed corpus. Exits non-zero on any finding (crash, sanitizer report, leak,
-# timeout, differential mismatch); the reproducer is kept and its path printed.
+# Builds the libFuzzer targets with clang, replays the saved findings, then fuzzes
+# each target for a bounded time on a copy of its seed corpus. Exits non-zero on any
+# finding (crash, sanitizer report, leak, timeout, differential mismatch) and keeps
+# the reproducer, printing its path.
 #
 #   tests/fuzz/run.sh [SECONDS] [BUILD_DIR]
 #
@@ -18,10 +19,11 @@ if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 for tool in clang clang++ cmake; do
-  command -v "$tool" >/dev/null || { echo "fuzz: $tool not found (apt-get install clang libclang-rt-14-dev cmake)" >&2; exit 2; }
+  command -v "$tool" >/dev/null ||
+    { echo "fuzz: $tool not found (apt-get install clang libclang-rt-14-dev cmake)" >&2; exit 2; }
 done
 
-# target  max_len  timeout-per-input
+# target  max_len  timeout-per-input (s)
 targets=(
   "fuzz_reply 16384 20"
   "fuzz_credentials 4096 10"
@@ -36,19 +38,42 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/euphoria-fuzz.XXXXXX")
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 failed=0
 summary=()
+
+report() {  # NAME LOG WHAT
+  echo "=== $1: $3; last lines of $2:" >&2
+  tail -n 60 "$2" >&2
+}
+
 for spec in "${targets[@]}"; do
   read -r name max_len timeout <<<"$spec"
+  bin=$build/tests/fuzz/$name
   dir=$work/$name
   mkdir -p "$dir/corpus" "$dir/artifacts"
+  status=OK
+
+  # Saved findings first: each must now pass.
+  regressions=0
+  if compgen -G "$here/findings/$name/*" >/dev/null; then
+    for input in "$here/findings/$name/"*; do
+      regressions=$((regressions + 1))
+      if ! "$bin" -timeout="$timeout" -rss_limit_mb=2048 "$input" >"$dir/replay.log" 2>&1; then
+        failed=1
+        status="FINDING (replay)"
+        report "$name" "$dir/replay.log" "saved finding still fails"
+        echo "=== reproduce: $bin $input" >&2
+      fi
+    done
+  fi
+
   cp "$here/corpus/$name/"* "$dir/corpus/"
-  dict=$here/${name#fuzz_}.dict
   rc=0
-  "$build/tests/fuzz/$name" -max_total_time="$seconds" -max_len="$max_len" \
-    -timeout="$timeout" -rss_limit_mb=2048 -print_final_stats=1 -dict="$dict" \
+  "$bin" -max_total_time="$seconds" -max_len="$max_len" -timeout="$timeout" \
+    -rss_limit_mb=2048 -print_final_stats=1 -dict="$here/${name#fuzz_}.dict" \
     -artifact_prefix="$dir/artifacts/" "$dir/corpus" >"$dir/log" 2>&1 || rc=$?
 
   runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$dir/log" | tail -n 1)
-  [[ -n $runs ]] || runs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$dir/log" | tail -n 1)
+  [[ -n $runs ]] ||
+    runs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$dir/log" | tail -n 1)
   cov=$(grep -o 'cov: [0-9]*' "$dir/log" | tail -n 1 | cut -d' ' -f2 || true)
   ft=$(grep -o 'ft: [0-9]*' "$dir/log" | tail -n 1 | cut -d' ' -f2 || true)
   corpus=$(find "$dir/corpus" -type f | wc -l)
@@ -56,22 +81,17 @@ for spec in "${targets[@]}"; do
   if ((rc != 0)) || [[ -n $artifacts ]]; then
     failed=1
     status="FINDING (exit $rc)"
-    echo "=== $name: finding; last lines of $dir/log:" >&2
-    tail -n 60 "$dir/log" >&2
-    for a in $artifacts; do
-      echo "=== reproduce: $build/tests/fuzz/$name $a" >&2
-    done
-  else
-    status=OK
+    report "$name" "$dir/log" "finding"
+    for a in $artifacts; do echo "=== reproduce: $bin $a" >&2; done
   fi
-  summary+=("$(printf '%-17s %-20s runs %-10s cov %-6s ft %-6s corpus %s' \
-    "$name" "$status" "${runs:-?}" "${cov:-?}" "${ft:-?}" "$corpus")")
+  summary+=("$(printf '%-17s %-18s runs %-9s cov %-5s ft %-6s corpus %-5s saved findings %s' \
+    "$name" "$status" "${runs:-?}" "${cov:-?}" "${ft:-?}" "$corpus" "$regressions")")
 done
 
-echo "fuzz summary (${seconds}s per target):"
+echo "fuzz summary (${seconds} s per target):"
 printf '  %s\n' "${summary[@]}"
 if ((failed)); then
-  echo "fuzz: FAILED, findings kept in $work" >&2
+  echo "fuzz: FAILED; logs and reproducers kept in $work" >&2
   exit 1
 fi
 rm -rf "$work"

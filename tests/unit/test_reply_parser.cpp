@@ -592,3 +592,17 @@ TEST_CASE("parser: bytes the declared encoding cannot convert are refused, even 
     const std::string clean = reply.substr(0, reply.find('\x80'));
     require_success(parse_in_pieces(clean, clean.size()), "ABC");
 }
+
+TEST_CASE("parser: an unknown declared encoding is refused, not guessed around", "[parser]") {
+    // Found by fuzzing: libxml2 dropped the invalid byte and accepted "ABCABC".
+    const std::string reply =
+        "<?xml version=\"1.0\" encoding=\"UTF8-\"?><XML><audioData>QUJD\x9EQUJD</audioData></XML>";
+    const auto outcome = parse_in_pieces(reply, reply.size());
+    REQUIRE(outcome.error);
+    CHECK(outcome.completes == 0);
+    for (const char* ok : {"utf-8", "UTF8", "ISO-8859-1"}) {
+        const std::string fine = std::string("<?xml version=\"1.0\" encoding=\"") + ok +
+                                 "\"?><XML><audioData>QUJD</audioData></XML>";
+        require_success(parse_in_pieces(fine, fine.size()), "ABC");
+    }
+}
