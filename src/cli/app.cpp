@@ -125,9 +125,10 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
         so.allow_other = cfg.allow_other;
         so.debug = cfg.debug;
         so.extra_mount_options = join_flags(cfg.kernel_flags);
+        so.passthrough = cfg.passthrough;
         std::unique_ptr<fuse::Session> session;
         try {
-            session = std::make_unique<fuse::Session>(filesystem, so);
+            session = std::make_unique<fuse::Session>(filesystem, stats, *logger, so);
         } catch (const std::exception& e) {
             throw Fatal{exit_mount_failure, e.what()};
         }

@@ -49,7 +49,8 @@ po::options_description mount_options() {
         ("uid", po::value<uid_t>(), "owner of the files (default: the mounting user)")
         ("gid", po::value<gid_t>(), "group of the files (default: the mounting user's)")
         ("umask", po::value<std::string>(), "octal umask applied to 0555/0444 (default 0)")
-        ("nocheck", "skip the start-up probe call (for boot without network)");
+        ("nocheck", "skip the start-up probe call (for boot without network)")
+        ("nopassthrough", "serve every read through the daemon, never by FUSE passthrough");
     return d;
 }
 
@@ -249,6 +250,7 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
     cfg.foreground = vm.count("foreground") > 0 || cfg.debug;
     cfg.allow_other = vm.count("allow-other") > 0;
     cfg.nocheck = vm.count("nocheck") > 0;
+    cfg.passthrough = vm.count("nopassthrough") == 0;
     if (vm.count("uid")) cfg.uid = vm["uid"].as<uid_t>();
     if (vm.count("gid")) cfg.gid = vm["gid"].as<gid_t>();
     if (vm.count("umask")) {

@@ -35,6 +35,8 @@ std::vector<std::pair<std::string, std::uint64_t>> Stats::snapshot() const {
         {"retries", retries.load()},
         {"in_flight", in_flight.load()},
         {"queued", queued.load()},
+        {"passthrough_opens", passthrough_opens.load()},
+        {"read_requests", read_requests.load()},
     };
     for (std::size_t i = 0; i < tracked_errnos.size(); ++i) {
         out.emplace_back(std::string("errors_") + errno_names[i], errors[i].load());

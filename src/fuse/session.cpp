@@ -13,13 +13,34 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
+
+#include "euphoria/api/error.hpp"
+#include "euphoria/fuse/backing_files.hpp"
+#include "euphoria/fuse/reply_amender.hpp"
 
 namespace euphoria::fuse {
 
+// What the callbacks and the device hooks reach through the session's userdata.
+struct Session::Glue {
+    Glue(Filesystem& f, core::Stats& s, core::Logger& l, bool passthrough)
+        : fs(f), stats(s), log(l), amender(passthrough) {}
+    Filesystem& fs;
+    core::Stats& stats;
+    core::Logger& log;
+    ReplyAmender amender;
+    // Set once mounted, before any request is read.
+    std::optional<FuseDeviceBacking> device;
+    std::optional<BackingFiles> backing;
+};
+
 namespace {
 
-Filesystem& fs_of(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
+using Glue = Session::Glue;
+
+Glue& glue_of(fuse_req_t req) { return *static_cast<Glue*>(fuse_req_userdata(req)); }
+Filesystem& fs_of(fuse_req_t req) { return glue_of(req).fs; }
 
 // A FUSE interrupt (Ctrl-C on the reader) fires the token, which wakes the waiter.
 // Unregistering takes libfuse's request lock, so the callback can never run late.
@@ -60,6 +81,7 @@ T& handle_of(const fuse_file_info* fi) {
 
 struct OpenFile {
     core::CachedRecording recording;  // pins the bytes until release
+    int backing_id = 0;               // > 0: the kernel reads our cache file itself
 };
 
 struct OpenDir {
@@ -73,7 +95,7 @@ void sfs_init(void*, fuse_conn_info* conn) {
     if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
     // Without this the kernel sends one lookup at a time per folder, and every
     // recording lives in one folder: the three upstream slots would never fill.
-    // (libfuse 3.14 drops it from its reply; negotiate_init() puts it back.)
+    // (libfuse 3.14 drops it from its reply; ReplyAmender puts it back.)
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
     // Never let the kernel cache a negative or positive entry beyond what we say.
     conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
@@ -134,12 +156,25 @@ void sfs_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     });
 }
 
+// Passthrough for content in a disk-cache file, once the kernel agreed to it.
+int open_backing(Glue& g, Ino ino, const OpenFile& file) {
+    if (!g.backing || !g.amender.passthrough_active()) return 0;
+    const int id = g.backing->acquire(ino, file.recording.content->fd());
+    if (id > 0) g.amender.promise_backing(reinterpret_cast<std::uint64_t>(&file), id);
+    return id;
+}
+
+void close_backing(Glue& g, Ino ino, int backing_id) noexcept {
+    if (g.backing && g.amender.passthrough_active()) g.backing->release(ino, backing_id);
+}
+
 void sfs_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, [&] {
+        auto& g = glue_of(req);
         OpenAnswer a;
         {
             InterruptScope interrupt(req);
-            a = fs_of(req).do_open(ino, fi->flags, interrupt.token());
+            a = g.fs.do_open(ino, fi->flags, interrupt.token());
         }
         if (a.error) {
             fuse_reply_err(req, a.error);
@@ -148,13 +183,29 @@ void sfs_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         auto file = std::make_unique<OpenFile>(OpenFile{std::move(a.recording)});
         fi->fh = reinterpret_cast<uint64_t>(file.get());
         fi->keep_cache = a.keep_cache;
+        file->backing_id = open_backing(g, ino, *file);
+        const bool sent = fuse_reply_open(req, fi) == 0;
+        const bool unused = file->backing_id > 0 && g.amender.withdraw(fi->fh);
+        if (!sent) {
+            // The reader is gone (interrupted): the kernel holds no file, sends no release.
+            close_backing(g, ino, file->backing_id);
+            return;
+        }
+        if (file->backing_id > 0) {
+            if (unused) {
+                g.log.log(core::LogLevel::error, "a passthrough open went out without its backing id");
+            } else {
+                g.stats.passthrough_opens.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
         // Once the reply is sent the kernel holds the handle, and release() frees it.
-        if (fuse_reply_open(req, fi) == 0) [[maybe_unused]] auto* owned = file.release();
+        [[maybe_unused]] auto* owned = file.release();
     });
 }
 
 void sfs_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] {
+        glue_of(req).stats.read_requests.fetch_add(1, std::memory_order_relaxed);
         const auto& content = *handle_of<OpenFile>(fi).recording.content;
         const auto total = content.size();
         if (off < 0 || static_cast<std::uint64_t>(off) >= total) {
@@ -175,8 +226,9 @@ void sfs_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info
     });
 }
 
-void sfs_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-    delete &handle_of<OpenFile>(fi);
+void sfs_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    std::unique_ptr<OpenFile> file(&handle_of<OpenFile>(fi));
+    close_backing(glue_of(req), ino, file->backing_id);
     fuse_reply_err(req, 0);
 }
 
@@ -309,70 +361,35 @@ struct LoopConfigDeleter {
     void operator()(fuse_loop_config* c) const noexcept { fuse_loop_cfg_destroy(c); }
 };
 
-class FdGuard {
-public:
-    explicit FdGuard(int fd) : fd_(fd) {}
-    ~FdGuard() {
-        if (fd_ >= 0) ::close(fd_);
+// The device traffic, carried by us so ReplyAmender sees it (fuse_session_custom_io).
+// Each hook must leave errno as the system call set it: libfuse reads it next.
+ssize_t device_read(int fd, void* buf, size_t len, void* userdata) {
+    const ssize_t n = ::read(fd, buf, len);
+    if (n > 0) {
+        const int saved = errno;
+        static_cast<Glue*>(userdata)->amender.saw_request(buf, static_cast<size_t>(n));
+        errno = saved;
     }
-    FdGuard(const FdGuard&) = delete;
-    FdGuard& operator=(const FdGuard&) = delete;
-    int get() const { return fd_; }
+    return n;
+}
 
-private:
-    int fd_;
-};
+ssize_t device_writev(int fd, struct iovec* iov, int count, void* userdata) {
+    return static_cast<Glue*>(userdata)->amender.write_reply(fd, iov, count);
+}
 
-// libfuse before 3.17 never sets FUSE_PARALLEL_DIROPS in its INIT reply, whatever
-// init() asks for, so the kernel serialises every lookup in our one folder. We let
-// libfuse handle INIT as usual, but with its reply caught in a pipe, add the flag the
-// kernel offered, and send the reply on ourselves. Public API only: the session's fd
-// number is borrowed for the duration of one request, before any thread starts.
-void negotiate_init(fuse_session* se) {
-    const int fd = fuse_session_fd(se);
-    fuse_buf request{};
-    const int got = fuse_session_receive_buf(se, &request);
-    std::unique_ptr<void, decltype(&std::free)> request_mem(request.mem, &std::free);
-    if (got <= 0) throw std::runtime_error("no INIT request from the kernel");
-    if (request.flags & FUSE_BUF_IS_FD) {
-        throw std::runtime_error("unexpected spliced INIT request");
-    }
-    const auto* in = static_cast<const fuse_in_header*>(request.mem);
-    bool kernel_offers = false;
-    if (in->opcode == FUSE_INIT && static_cast<size_t>(got) >= sizeof(fuse_in_header) + sizeof(fuse_init_in)) {
-        const auto* init = reinterpret_cast<const fuse_init_in*>(in + 1);
-        kernel_offers = init->flags & FUSE_PARALLEL_DIROPS;
-    }
-    if (!kernel_offers) {
-        fuse_session_process_buf(se, &request);
-        return;
-    }
-
-    int pipe_fds[2];
-    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-    FdGuard pipe_read(pipe_fds[0]);
-    FdGuard pipe_write(pipe_fds[1]);
-    FdGuard device(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    if (device.get() < 0 || ::dup2(pipe_write.get(), fd) < 0) throw std::runtime_error("dup failed");
-    fuse_session_process_buf(se, &request);
-    ::dup2(device.get(), fd);
-
-    char reply[4096];
-    const auto n = ::read(pipe_read.get(), reply, sizeof reply);
-    if (n < static_cast<ssize_t>(sizeof(fuse_out_header))) throw std::runtime_error("no INIT reply");
-    auto* out = reinterpret_cast<fuse_out_header*>(reply);
-    if (out->error == 0 && static_cast<size_t>(n) >= sizeof(fuse_out_header) + offsetof(fuse_init_out, flags) + sizeof(uint32_t)) {
-        auto* init_out = reinterpret_cast<fuse_init_out*>(out + 1);
-        init_out->flags |= FUSE_PARALLEL_DIROPS;
-    }
-    if (::write(fd, reply, static_cast<size_t>(n)) != n) throw std::runtime_error("INIT reply failed");
+// Without a splice hook libfuse would stop splicing reads from the cache file.
+ssize_t device_splice_send(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
+                           unsigned flags, void*) {
+    return ::splice(fdin, offin, fdout, offout, len, flags);
 }
 
 }  // namespace
 
 void Session::SessionDeleter::operator()(fuse_session* se) const noexcept { fuse_session_destroy(se); }
 
-Session::Session(Filesystem& fs, SessionOptions options) : fs_(fs), options_(std::move(options)) {
+Session::Session(Filesystem& fs, core::Stats& stats, core::Logger& log, SessionOptions options)
+    : options_(std::move(options)),
+      glue_(std::make_unique<Glue>(fs, stats, log, options_.passthrough)) {
     std::unique_ptr<fuse_args, ArgsDeleter> args(new fuse_args FUSE_ARGS_INIT(0, nullptr));
     auto add = [&](const std::string& arg) {
         if (fuse_opt_add_arg(args.get(), arg.c_str()) != 0) throw std::bad_alloc();
@@ -386,7 +403,7 @@ Session::Session(Filesystem& fs, SessionOptions options) : fs_(fs), options_(std
     add("-o");
     add(mount_opts);
 
-    session_.reset(fuse_session_new(args.get(), &operations(), sizeof(fuse_lowlevel_ops), &fs_));
+    session_.reset(fuse_session_new(args.get(), &operations(), sizeof(fuse_lowlevel_ops), glue_.get()));
     if (!session_) throw std::runtime_error("cannot create the FUSE session");
     if (fuse_set_signal_handlers(session_.get()) != 0) {
         throw std::runtime_error("cannot install signal handlers");
@@ -396,6 +413,13 @@ Session::Session(Filesystem& fs, SessionOptions options) : fs_(fs), options_(std
         throw std::runtime_error("cannot mount on " + options_.mountpoint);
     }
     mounted_ = true;
+    const int fd = fuse_session_fd(session_.get());
+    static const fuse_custom_io io = {&device_writev, &device_read, nullptr, &device_splice_send};
+    if (const int rc = fuse_session_custom_io(session_.get(), &io, fd); rc != 0) {
+        throw std::runtime_error("cannot attach to the FUSE device: " + api::describe_errno(-rc));
+    }
+    glue_->device.emplace(fd);
+    glue_->backing.emplace(*glue_->device, log);
 }
 
 Session::~Session() {
@@ -405,8 +429,6 @@ Session::~Session() {
 }
 
 int Session::run() {
-    negotiate_init(session_.get());
-    if (fuse_session_exited(session_.get())) return EPROTO;
     std::unique_ptr<fuse_loop_config, LoopConfigDeleter> config(fuse_loop_cfg_create());
     if (!config) throw std::bad_alloc();
     fuse_loop_cfg_set_clone_fd(config.get(), 0);

@@ -6,8 +6,10 @@ Tests never skip silently in CI: when CI=true, a missing prerequisite is a failu
 
 import json
 import os
+import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -233,6 +235,59 @@ class Mount:
         finally:
             if is_mounted(self.dir):
                 subprocess.run(["fusermount3", "-uz", self.dir], check=False)
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+NOBODY = pwd.getpwnam("nobody")
+
+
+def as_nobody(*argv):
+    r = subprocess.run(["setpriv", "--reuid=%d" % NOBODY.pw_uid, "--regid=%d" % NOBODY.pw_gid,
+                        "--clear-groups", *argv], capture_output=True, timeout=30)
+    r.stderr = r.stderr.decode(errors="replace")
+    return r
+
+
+class UserMount:
+    """A mount made by an ordinary user (nobody) through fusermount3, as a user's own
+    fstab "user" line would: the daemon has no capabilities."""
+
+    def __init__(self, mock, options=()):
+        self.workdir = tempfile.mkdtemp(prefix="euphoria-user-")
+        # Debian's udev rule makes /dev/fuse 0666 so that users can mount through
+        # fusermount3; a bare container may not have applied it.
+        self.fuse_mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+        os.chmod("/dev/fuse", 0o666)
+        os.chmod(self.workdir, 0o755)
+        self.dir = os.path.join(self.workdir, "mnt")
+        os.makedirs(self.dir)
+        cred = write_credentials(self.workdir)
+        ca = os.path.join(self.workdir, "ca.pem")
+        shutil.copy(mock.ca, ca)
+        for p in (self.dir, cred, ca, self.workdir):
+            os.chown(p, NOBODY.pw_uid, NOBODY.pw_gid)
+        opts = ["credentials=" + cred, "endpoint=" + mock.endpoint, "cafile=" + ca,
+                "cache_dir=" + os.path.join(self.workdir, "cache"), *options]
+        self.result = as_nobody(BINARY, TENANT, self.dir, "-o", ",".join(opts))
+        self.pid = daemon_pid(self.dir) if self.result.returncode == 0 else None
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def unmount(self):
+        r = as_nobody("fusermount3", "-u", self.dir)
+        deadline = time.time() + 10
+        while self.pid and os.path.exists("/proc/%d" % self.pid) and time.time() < deadline:
+            time.sleep(0.05)
+        return r
+
+    def close(self):
+        try:
+            if is_mounted(self.dir):
+                self.unmount()
+        finally:
+            os.chmod("/dev/fuse", self.fuse_mode)
+            subprocess.run(["fusermount3", "-uz", self.dir], capture_output=True)
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -2,23 +2,14 @@
 
 import errno
 import os
-import pwd
-import shutil
 import stat
 import subprocess
-import tempfile
 import time
 
 import harness
 
-NOBODY = pwd.getpwnam("nobody")
-
-
-def as_nobody(*argv):
-    r = subprocess.run(["setpriv", "--reuid=%d" % NOBODY.pw_uid, "--regid=%d" % NOBODY.pw_gid,
-                        "--clear-groups", *argv], capture_output=True, timeout=30)
-    r.stderr = r.stderr.decode(errors="replace")
-    return r
+NOBODY = harness.NOBODY
+as_nobody = harness.as_nobody
 
 
 class SecurityTest(harness.E2ETestCase):
@@ -92,25 +83,10 @@ class SecurityTest(harness.E2ETestCase):
     def test_daemon_is_not_dumpable(self):
         """Run by an ordinary user, a non-dumpable process's /proc files belong to
         root, so that user's other processes cannot ptrace it or read its memory."""
-        work = tempfile.mkdtemp(prefix="euphoria-user-")
-        # Debian's udev rule makes /dev/fuse 0666 so that users can mount through
-        # fusermount3; a bare container may not have applied it.
-        fuse_mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
-        os.chmod("/dev/fuse", 0o666)
+        um = harness.UserMount(self.mock)
         try:
-            os.chmod(work, 0o755)
-            mnt, cache = os.path.join(work, "mnt"), os.path.join(work, "cache")
-            os.makedirs(mnt)
-            cred = harness.write_credentials(work)
-            ca = os.path.join(work, "ca.pem")
-            shutil.copy(self.mock.ca, ca)
-            for p in (mnt, cred, ca, work):
-                os.chown(p, NOBODY.pw_uid, NOBODY.pw_gid)
-            r = as_nobody(harness.BINARY, "demo", mnt, "-o",
-                          "credentials=%s,endpoint=%s,cafile=%s,cache_dir=%s"
-                          % (cred, self.mock.endpoint, ca, cache))
-            self.assertEqual(r.returncode, 0, r.stderr)
-            pid = harness.daemon_pid(mnt)
+            self.assertEqual(um.result.returncode, 0, um.result.stderr)
+            pid = um.pid
             self.assertIsNotNone(pid)
             self.assertEqual(os.stat("/proc/%d/status" % pid).st_uid, 0)
             with open("/proc/%d/status" % pid) as f:
@@ -125,14 +101,10 @@ class SecurityTest(harness.E2ETestCase):
             sleeper.wait()
             r = as_nobody("cat", "/proc/%d/environ" % pid)
             self.assertNotEqual(r.returncode, 0)
-            self.assertEqual(as_nobody("fusermount3", "-u", mnt).returncode, 0)
-            deadline = time.time() + 10
-            while os.path.exists("/proc/%d" % pid) and time.time() < deadline:
-                time.sleep(0.05)
+            self.assertEqual(um.unmount().returncode, 0)
+            self.assertFalse(os.path.exists("/proc/%d" % pid))
         finally:
-            os.chmod("/dev/fuse", fuse_mode)
-            subprocess.run(["fusermount3", "-uz", os.path.join(work, "mnt")], capture_output=True)
-            shutil.rmtree(work, ignore_errors=True)
+            um.close()
 
 
 if __name__ == "__main__":

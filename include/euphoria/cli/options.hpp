@@ -40,6 +40,7 @@ struct MountConfig {
     std::optional<gid_t> gid;
     mode_t umask = 0;
     bool nocheck = false;
+    bool passthrough = true;  // FUSE passthrough for disk-cached recordings, when the kernel allows
     // mount(8) flags
     bool sloppy = false;
     bool fake = false;

@@ -21,6 +21,8 @@ struct Stats {
     std::atomic<std::uint64_t> in_flight{0};
     std::atomic<std::uint64_t> queued{0};
     std::atomic<std::uint64_t> retries{0};
+    std::atomic<std::uint64_t> passthrough_opens{0};  // opens the kernel serves from our cache file
+    std::atomic<std::uint64_t> read_requests{0};      // reads the kernel asked the daemon for
 
     // Errors handed to callers, by errno; the last slot counts any other errno.
     static constexpr std::array<int, 9> tracked_errnos{13, 2, 11, 5, 71, 110, 4, 28, 22};

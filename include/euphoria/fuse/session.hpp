@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "euphoria/core/log.hpp"
+#include "euphoria/core/stats.hpp"
 #include "euphoria/fuse/filesystem.hpp"
 
 struct fuse_session;
@@ -19,12 +21,15 @@ struct SessionOptions {
     bool debug = false;
     std::string extra_mount_options;  // ",nosuid,nodev" as passed by mount(8)
     unsigned max_threads = 16;
+    // Let the kernel read disk-cached recordings straight from the cache file when it
+    // can (Linux 6.9+, CAP_SYS_ADMIN). Off: every read goes through the daemon.
+    bool passthrough = true;
 };
 
 class Session {
 public:
     // Creates the session and mounts it. Throws std::runtime_error with the reason.
-    Session(Filesystem& fs, SessionOptions options);
+    Session(Filesystem& fs, core::Stats& stats, core::Logger& log, SessionOptions options);
     ~Session();  // unmounts
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -35,12 +40,15 @@ public:
     // Ends run() from another thread.
     void stop();
 
+    struct Glue;  // the callbacks' view of the session; defined in session.cpp
+
 private:
     struct SessionDeleter {
         void operator()(fuse_session* se) const noexcept;
     };
-    Filesystem& fs_;
     SessionOptions options_;
+    // Declared before session_: libfuse uses it until fuse_session_destroy returns.
+    std::unique_ptr<Glue> glue_;
     std::unique_ptr<fuse_session, SessionDeleter> session_;
     bool signals_set_ = false;
     bool mounted_ = false;

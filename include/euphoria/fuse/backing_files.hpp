@@ -1,0 +1,68 @@
+#pragma once
+// Which opens the kernel may serve straight from our disk-cache file (FUSE
+// passthrough), bypassing both the daemon and the FUSE page cache.
+//
+// The kernel's rule for one inode (fs/fuse/iomode.c): its open files are either all
+// cached or all passthrough, and the passthrough ones share one backing file.
+// Breaking the rule fails open(2) with EIO. One inode here is one version of a
+// recording, so every backing file an inode could get holds the same bytes. Each
+// open therefore follows the mode of the inode's files already open, and the first
+// open decides.
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "euphoria/core/log.hpp"
+#include "euphoria/fuse/inode_table.hpp"
+
+namespace euphoria::fuse {
+
+// Registers backing files with the kernel; faked in tests.
+class BackingDevice {
+public:
+    virtual ~BackingDevice() = default;
+    // Returns a backing id > 0, or -errno.
+    virtual int open_backing(int fd) noexcept = 0;
+    virtual void close_backing(int backing_id) noexcept = 0;
+};
+
+// The real one: ioctls on the session's /dev/fuse descriptor (CAP_SYS_ADMIN needed).
+class FuseDeviceBacking final : public BackingDevice {
+public:
+    explicit FuseDeviceBacking(int device_fd) : device_fd_(device_fd) {}
+    int open_backing(int fd) noexcept override;
+    void close_backing(int backing_id) noexcept override;
+
+private:
+    int device_fd_;
+};
+
+class BackingFiles {
+public:
+    BackingFiles(BackingDevice& device, core::Logger& log) : device_(device), log_(log) {}
+
+    // For an open of `ino` whose content is in `content_fd` (-1 when it is in
+    // memory). Returns the backing id the open reply must carry, or 0 for a cached
+    // open. Every call needs a matching release() with what it returned.
+    int acquire(Ino ino, int content_fd);
+    void release(Ino ino, int backing_id) noexcept;
+
+    std::size_t inodes_open() const;
+
+private:
+    struct Inode {
+        int backing_id = 0;  // 0: the open files are cached ones
+        unsigned opens = 0;
+    };
+    BackingDevice& device_;
+    core::Logger& log_;
+    // Guards inodes_ and disabled_. Held across the ioctl, so two first opens of one
+    // inode cannot register two backing files. A leaf lock.
+    mutable std::mutex mutex_;
+    std::unordered_map<Ino, Inode> inodes_;
+    bool disabled_ = false;  // the kernel said passthrough cannot work here
+};
+
+}  // namespace euphoria::fuse

@@ -1,0 +1,367 @@
+// FUSE passthrough without a mount: the reply amendments on the wire, and the
+// kernel's one-mode-per-inode rule that BackingFiles must follow.
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "euphoria/fuse/backing_files.hpp"
+#include "euphoria/fuse/reply_amender.hpp"
+
+using namespace euphoria;
+using fuse::ReplyAmender;
+namespace abi = fuse::abi;
+
+namespace {
+
+std::vector<char> request(std::uint32_t opcode, std::uint64_t unique, const void* body = nullptr,
+                          std::size_t body_size = 0) {
+    fuse_in_header in{};
+    in.len = static_cast<std::uint32_t>(sizeof in + body_size);
+    in.opcode = opcode;
+    in.unique = unique;
+    std::vector<char> buf(sizeof in + body_size);
+    std::memcpy(buf.data(), &in, sizeof in);
+    if (body_size) std::memcpy(buf.data() + sizeof in, body, body_size);
+    return buf;
+}
+
+std::vector<char> init_request(std::uint64_t unique, std::uint64_t offered) {
+    fuse_init_in init{};
+    init.major = 7;
+    init.minor = 40;
+    init.flags = static_cast<std::uint32_t>(offered);
+    init.flags2 = static_cast<std::uint32_t>(offered >> 32);
+    return request(FUSE_INIT, unique, &init, sizeof init);
+}
+
+// A reply as libfuse hands it to writev: the header alone, then the payload.
+template <class Payload>
+struct Reply {
+    fuse_out_header header{};
+    Payload payload{};
+    iovec iov[2]{};
+    Reply(std::uint64_t unique, int error = 0) {
+        header.unique = unique;
+        header.error = error;
+        header.len = sizeof header + sizeof payload;
+        iov[0] = {&header, sizeof header};
+        iov[1] = {&payload, sizeof payload};
+    }
+};
+
+template <class Payload>
+Payload payload_of(const ReplyAmender::Amended& a) {
+    Payload p;
+    REQUIRE(a.iov[1].iov_len == sizeof p);
+    std::memcpy(&p, a.iov[1].iov_base, sizeof p);
+    return p;
+}
+
+constexpr std::uint64_t offered_all = FUSE_INIT_EXT | FUSE_PARALLEL_DIROPS | abi::passthrough;
+
+}  // namespace
+
+TEST_CASE("INIT: the kernel's offers of parallel lookups and passthrough are accepted") {
+    ReplyAmender amender(true);
+    auto req = init_request(2, offered_all);
+    amender.saw_request(req.data(), req.size());
+    REQUIRE_FALSE(amender.passthrough_active());
+
+    Reply<abi::InitOut> reply(2);
+    reply.payload.major = 7;
+    reply.payload.minor = 38;
+    reply.payload.max_write = 1 << 20;
+    reply.payload.flags = FUSE_ASYNC_READ;
+    ReplyAmender::Amended out;
+    REQUIRE(amender.amend(reply.iov, 2, out) == 2);
+    const auto init = payload_of<abi::InitOut>(out);
+    CHECK(init.flags == (FUSE_ASYNC_READ | FUSE_PARALLEL_DIROPS | FUSE_INIT_EXT));
+    CHECK(init.flags2 == (abi::passthrough >> 32));
+    CHECK(init.max_stack_depth == 2);
+    CHECK(init.max_write == 1u << 20);
+    CHECK(init.minor == 38);
+    CHECK(amender.passthrough_active());
+    // libfuse's own buffer is left as it was.
+    CHECK(reply.payload.flags == FUSE_ASYNC_READ);
+    CHECK(std::memcmp(out.iov[0].iov_base, &reply.header, sizeof reply.header) == 0);
+}
+
+TEST_CASE("INIT: nothing is claimed that the kernel did not offer or the user refused") {
+    SECTION("an older kernel: no passthrough offered") {
+        ReplyAmender amender(true);
+        auto req = init_request(2, FUSE_INIT_EXT | FUSE_PARALLEL_DIROPS);
+        amender.saw_request(req.data(), req.size());
+        Reply<abi::InitOut> reply(2);
+        ReplyAmender::Amended out;
+        REQUIRE(amender.amend(reply.iov, 2, out) == 2);
+        const auto init = payload_of<abi::InitOut>(out);
+        CHECK(init.flags == FUSE_PARALLEL_DIROPS);
+        CHECK(init.flags2 == 0);
+        CHECK(init.max_stack_depth == 0);
+        CHECK_FALSE(amender.passthrough_active());
+    }
+    SECTION("-o nopassthrough") {
+        ReplyAmender amender(false);
+        auto req = init_request(2, offered_all);
+        amender.saw_request(req.data(), req.size());
+        Reply<abi::InitOut> reply(2);
+        ReplyAmender::Amended out;
+        REQUIRE(amender.amend(reply.iov, 2, out) == 2);
+        CHECK(payload_of<abi::InitOut>(out).flags2 == 0);
+        CHECK_FALSE(amender.passthrough_active());
+    }
+    SECTION("passthrough bit without FUSE_INIT_EXT means nothing") {
+        ReplyAmender amender(true);
+        auto req = init_request(2, FUSE_PARALLEL_DIROPS | abi::passthrough);
+        amender.saw_request(req.data(), req.size());
+        Reply<abi::InitOut> reply(2);
+        ReplyAmender::Amended out;
+        REQUIRE(amender.amend(reply.iov, 2, out) == 2);
+        CHECK_FALSE(amender.passthrough_active());
+    }
+    SECTION("a failed INIT is passed on untouched") {
+        ReplyAmender amender(true);
+        auto req = init_request(2, offered_all);
+        amender.saw_request(req.data(), req.size());
+        Reply<abi::InitOut> reply(2, -EPROTO);
+        ReplyAmender::Amended out;
+        CHECK(amender.amend(reply.iov, 2, out) == 0);
+        CHECK_FALSE(amender.passthrough_active());
+    }
+}
+
+TEST_CASE("OPEN: only the promised reply to a noted open gets a backing id") {
+    ReplyAmender amender(true);
+    auto open = request(FUSE_OPEN, 8);
+    amender.saw_request(open.data(), open.size());
+    const std::uint64_t fh = 0x5555'0000'1230;
+    amender.promise_backing(fh, 3);
+
+    SECTION("a reply to another request with the same shape is not touched") {
+        Reply<abi::OpenOut> other(10);
+        other.payload.fh = fh;
+        ReplyAmender::Amended out;
+        CHECK(amender.amend(other.iov, 2, out) == 0);
+    }
+
+    Reply<abi::OpenOut> reply(8);
+    reply.payload.fh = fh;
+    reply.payload.open_flags = FOPEN_KEEP_CACHE;
+    ReplyAmender::Amended out;
+    REQUIRE(amender.amend(reply.iov, 2, out) == 2);
+    const auto o = payload_of<abi::OpenOut>(out);
+    CHECK(o.fh == fh);
+    CHECK(o.backing_id == 3);
+    // The kernel fails a passthrough open carrying keep_cache with EIO.
+    CHECK(o.open_flags == abi::fopen_passthrough);
+    CHECK_FALSE(amender.withdraw(fh));  // used up
+
+    // Each noted open is amended once: a stray second reply is not.
+    ReplyAmender::Amended again;
+    CHECK(amender.amend(reply.iov, 2, again) == 0);
+}
+
+TEST_CASE("OPEN: an open without a promise, or a failed one, goes out as it came") {
+    ReplyAmender amender(true);
+    auto open = request(FUSE_OPEN, 8);
+    amender.saw_request(open.data(), open.size());
+
+    SECTION("no promise: cached open, bytes unchanged") {
+        Reply<abi::OpenOut> reply(8);
+        reply.payload.fh = 42;
+        reply.payload.open_flags = FOPEN_KEEP_CACHE;
+        ReplyAmender::Amended out;
+        CHECK(amender.amend(reply.iov, 2, out) == 0);
+    }
+    SECTION("an error reply keeps its promise for withdraw()") {
+        amender.promise_backing(42, 7);
+        Reply<abi::OpenOut> reply(8, -EIO);
+        ReplyAmender::Amended out;
+        CHECK(amender.amend(reply.iov, 2, out) == 0);
+        CHECK(amender.withdraw(42));
+    }
+}
+
+TEST_CASE("Malformed traffic is ignored, never read past its end") {
+    ReplyAmender amender(true);
+    char tiny[8] = {};
+    amender.saw_request(tiny, sizeof tiny);
+    // An INIT cut short after the header: the missing offers count as none.
+    auto req = init_request(2, offered_all);
+    amender.saw_request(req.data(), sizeof(fuse_in_header) + 4);
+    Reply<abi::InitOut> reply(2);
+    ReplyAmender::Amended out;
+    REQUIRE(amender.amend(reply.iov, 2, out) == 2);
+    CHECK_FALSE(amender.passthrough_active());
+    // A header-only reply has nothing to amend.
+    fuse_out_header h{};
+    iovec one{&h, sizeof h};
+    CHECK(amender.amend(&one, 1, out) == 0);
+}
+
+TEST_CASE("write_reply writes the amended bytes and keeps writev's errno") {
+    ReplyAmender amender(true);
+    auto open = request(FUSE_OPEN, 8);
+    amender.saw_request(open.data(), open.size());
+    amender.promise_backing(99, 5);
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    Reply<abi::OpenOut> reply(8);
+    reply.payload.fh = 99;
+    REQUIRE(amender.write_reply(fds[1], reply.iov, 2) == static_cast<ssize_t>(reply.header.len));
+    char buf[64];
+    REQUIRE(::read(fds[0], buf, sizeof buf) == static_cast<ssize_t>(reply.header.len));
+    abi::OpenOut o;
+    std::memcpy(&o, buf + sizeof(fuse_out_header), sizeof o);
+    CHECK(o.backing_id == 5);
+    CHECK(o.open_flags == abi::fopen_passthrough);
+    ::close(fds[0]);
+    ::close(fds[1]);
+
+    errno = 0;
+    CHECK(amender.write_reply(fds[1], reply.iov, 2) == -1);
+    CHECK(errno == EBADF);
+}
+
+namespace {
+
+class FakeDevice final : public fuse::BackingDevice {
+public:
+    int open_backing(int fd) noexcept override {
+        opened.fetch_add(1);
+        last_fd = fd;
+        if (fail_with) return -fail_with;
+        const int id = next_id.fetch_add(1);
+        live.fetch_add(1);
+        return id;
+    }
+    void close_backing(int) noexcept override {
+        closed.fetch_add(1);
+        live.fetch_sub(1);
+    }
+    std::atomic<int> opened{0}, closed{0}, live{0}, next_id{1};
+    int last_fd = -1;
+    int fail_with = 0;
+};
+
+class CapturingLogger final : public core::Logger {
+public:
+    void log(core::LogLevel level, std::string_view message) override {
+        std::lock_guard lock(mutex);
+        lines.emplace_back(std::to_string(static_cast<int>(level)) + " " + std::string(message));
+    }
+    std::mutex mutex;
+    std::vector<std::string> lines;
+};
+
+}  // namespace
+
+TEST_CASE("BackingFiles: an inode's passthrough opens share one backing file") {
+    FakeDevice device;
+    CapturingLogger log;
+    fuse::BackingFiles files(device, log);
+    const int a = files.acquire(2, 10);
+    CHECK(a == 1);
+    CHECK(device.last_fd == 10);
+    // A re-fetch put the same version in a new cache file: it still gets the first.
+    CHECK(files.acquire(2, 11) == a);
+    CHECK(device.opened == 1);
+    // Another inode gets its own.
+    const int b = files.acquire(3, 12);
+    CHECK(b == 2);
+    files.release(2, a);
+    CHECK(device.closed == 0);
+    files.release(2, a);
+    CHECK(device.closed == 1);
+    files.release(3, b);
+    CHECK(device.live == 0);
+    CHECK(files.inodes_open() == 0);
+    // All closed: the next open registers afresh.
+    CHECK(files.acquire(2, 13) == 3);
+    files.release(2, 3);
+    CHECK(device.live == 0);
+}
+
+TEST_CASE("BackingFiles: an inode with a cached open stays cached until all close") {
+    FakeDevice device;
+    CapturingLogger log;
+    fuse::BackingFiles files(device, log);
+    CHECK(files.acquire(2, -1) == 0);  // content in the memory tier
+    CHECK(files.acquire(2, 10) == 0);  // now on disk, but the kernel forbids mixing
+    CHECK(device.opened == 0);
+    files.release(2, 0);
+    files.release(2, 0);
+    CHECK(files.inodes_open() == 0);
+    CHECK(files.acquire(2, 10) == 1);
+    // A memory-tier copy of a passthrough inode follows the inode: same bytes.
+    CHECK(files.acquire(2, -1) == 1);
+    files.release(2, 1);
+    files.release(2, 1);
+    CHECK(device.live == 0);
+    // A release that does not match what acquire gave is ignored, not miscounted.
+    files.release(5, 9);
+    CHECK(device.closed == 1);
+}
+
+TEST_CASE("BackingFiles: a kernel refusal falls back to cached opens") {
+    FakeDevice device;
+    CapturingLogger log;
+    fuse::BackingFiles files(device, log);
+
+    SECTION("EPERM (not CAP_SYS_ADMIN) stops asking, with one warning") {
+        device.fail_with = EPERM;
+        CHECK(files.acquire(2, 10) == 0);
+        CHECK(files.acquire(3, 11) == 0);
+        CHECK(device.opened == 1);
+        REQUIRE(log.lines.size() == 1);
+        CHECK(log.lines[0].find("passthrough unavailable") != std::string::npos);
+        CHECK(log.lines[0].find("not permitted") != std::string::npos);
+        files.release(2, 0);
+        files.release(3, 0);
+        CHECK(device.closed == 0);
+    }
+    SECTION("ELOOP (a cache folder stacked too deep) stops asking too") {
+        device.fail_with = ELOOP;
+        CHECK(files.acquire(2, 10) == 0);
+        device.fail_with = 0;
+        CHECK(files.acquire(3, 11) == 0);
+        CHECK(device.opened == 1);
+    }
+    SECTION("EMFILE is passing: the next inode tries again") {
+        device.fail_with = EMFILE;
+        CHECK(files.acquire(2, 10) == 0);
+        device.fail_with = 0;
+        CHECK(files.acquire(3, 11) == 1);
+        // The refused inode stays cached while its cached open lives.
+        CHECK(files.acquire(2, 12) == 0);
+        CHECK(device.opened == 2);
+    }
+}
+
+TEST_CASE("BackingFiles: concurrent opens and closes of one inode never leak or double-close") {
+    FakeDevice device;
+    CapturingLogger log;
+    fuse::BackingFiles files(device, log);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 2000; ++i) {
+                const int id = files.acquire(7, (t + i) % 3 == 0 ? -1 : 10);
+                files.release(7, id);
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(files.inodes_open() == 0);
+    CHECK(device.live == 0);
+    CHECK(device.opened == device.closed);
+}
