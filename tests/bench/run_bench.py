@@ -403,7 +403,7 @@ class Bench:
                 " | base64 -d > %s" % (curl, shlex.quote(out)))
 
     def fresh_mount(self, options=()):
-        m = Mount(self, options)
+        m = Mount(self, (*options, *self.args.mount_option))
         self.mock.reset()
         return m
 
@@ -508,14 +508,15 @@ class Bench:
                     line += " | daemon's cache file %.1f ms" % (backing[-1] * 1e3)
                 log(line + " (per cat, mean of %d)" % cats)
             refetches = m.counter_value("upstream_calls") - fetches0
+            passthrough_opens = m.counter_value("passthrough_opens")
+            read_requests = m.counter_value("read_requests")
             check_bytes(m.path(name), sha, "T3 last read through the mount")
         finally:
             m.close()
         if backing:
-            diag = ("Diagnostic: the daemon's own disk-cache file (ext4), read directly via "
-                    "/proc/PID/fd, median %.1f ms = %.2fx the local file: the speed reads "
-                    "that bypass the FUSE page cache would reach." %
-                    (median(backing) * 1e3, median(backing) / median(ref)))
+            diag = ("Diagnostic: the daemon's own disk-cache file, read directly via "
+                    "/proc/PID/fd, median %.1f ms = %.2fx the local file: what FUSE "
+                    "passthrough reads." % (median(backing) * 1e3, median(backing) / median(ref)))
         else:
             diag = "(the recording was in the memory tier: no cache file to compare with)"
         self.rows.append(Row(
@@ -523,8 +524,12 @@ class Bench:
             % (size // MB), "`cat` of the same bytes from a local file in page cache", "ms",
             [x * 1e3 for x in ours], [x * 1e3 for x in ref], 1.3, "<=",
             notes="each sample is the mean of %d cats; %d re-fetch(es) during the rows "
-                  "(cache_ttl expiry). %s" % (cats, refetches, diag)))
-        self.info["t3"] = {"daemon_cache_file_ms": [x * 1e3 for x in backing]}
+                  "(cache_ttl expiry); %d opens by FUSE passthrough, %d read requests "
+                  "reached the daemon. %s" % (cats, refetches, passthrough_opens,
+                                              read_requests, diag)))
+        self.info["t3"] = {"daemon_cache_file_ms": [x * 1e3 for x in backing],
+                           "passthrough_opens": passthrough_opens,
+                           "read_requests": read_requests}
 
     # T4 ----------------------------------------------------------------------------
     def t4(self):
@@ -779,6 +784,10 @@ def render(rows, meta):
         lines.append("**--quick: smaller sizes than the issue states, a smoke test only. The "
                      "verdicts are indicative (T5 in particular: a fixed few MB against a small "
                      "read).**")
+    if meta.get("mount_options"):
+        lines.append("")
+        lines.append("**Every mount had -o %s added (--mount-option).**"
+                     % ",".join(meta["mount_options"]))
     lines.append("")
     lines.append("%d alternating repetitions of each side (ours, reference, ours, ...); "
                  "medians; ratio = ours / reference (T7: reference / ours)." % meta["reps"])
@@ -808,6 +817,8 @@ def parse_args(argv):
     p.add_argument("--dest-dir", default=None,
                    help="where cp and the references write (default /dev/shm, a tmpfs)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    p.add_argument("--mount-option", action="append", default=[], metavar="OPT",
+                   help="add -o OPT to every mount, e.g. nopassthrough (repeatable)")
     args = p.parse_args(argv)
     if args.reps < 1:
         p.error("--reps must be at least 1")
@@ -839,6 +850,7 @@ def main(argv=None):
 
     meta = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "reps": args.reps, "quick": args.quick, "machine": machine_info(),
+            "mount_options": args.mount_option,
             "binary": os.path.abspath(args.binary), "parse_bench": os.path.abspath(args.parse_bench),
             "command": " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
             "references": {
