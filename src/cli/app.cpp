@@ -126,6 +126,7 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
         so.debug = cfg.debug;
         so.extra_mount_options = join_flags(cfg.kernel_flags);
         so.passthrough = cfg.passthrough;
+        so.backing_dir = cache_dir;
         std::unique_ptr<fuse::Session> session;
         try {
             session = std::make_unique<fuse::Session>(filesystem, stats, *logger, so);

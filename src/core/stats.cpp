@@ -35,6 +35,7 @@ std::vector<std::pair<std::string, std::uint64_t>> Stats::snapshot() const {
         {"retries", retries.load()},
         {"in_flight", in_flight.load()},
         {"queued", queued.load()},
+        {"passthrough", passthrough.load()},
         {"passthrough_opens", passthrough_opens.load()},
         {"read_requests", read_requests.load()},
     };

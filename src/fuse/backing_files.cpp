@@ -1,6 +1,11 @@
 #include "euphoria/fuse/backing_files.hpp"
 
+#include <linux/capability.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -9,6 +14,21 @@
 #include "euphoria/fuse/kernel_abi.hpp"
 
 namespace euphoria::fuse {
+
+bool may_register_backing_files() noexcept {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+    if (::syscall(SYS_capget, &header, data) != 0) return false;
+    return (data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective & CAP_TO_MASK(CAP_SYS_ADMIN)) != 0;
+}
+
+std::uint32_t backing_stack_depth(const std::string& dir) noexcept {
+    struct statfs fs {};
+    if (::statfs(dir.c_str(), &fs) != 0) return 1;
+    return fs.f_type == OVERLAYFS_SUPER_MAGIC || fs.f_type == ECRYPTFS_SUPER_MAGIC
+               ? abi::max_stack_depth
+               : 1;
+}
 
 int FuseDeviceBacking::open_backing(int fd) noexcept {
     abi::BackingMap map{};
@@ -23,7 +43,7 @@ void FuseDeviceBacking::close_backing(int backing_id) noexcept {
 }
 
 int BackingFiles::acquire(Ino ino, int content_fd) {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     auto& inode = inodes_[ino];
     if (inode.opens > 0) {
         ++inode.opens;
@@ -40,14 +60,24 @@ int BackingFiles::acquire(Ino ino, int content_fd) {
     // EPERM: not CAP_SYS_ADMIN. ELOOP: the cache folder is stacked too deep.
     // Neither changes while mounted, so stop asking. Anything else (EMFILE) may pass.
     const int err = -id;
-    if (err == EPERM || err == ELOOP || err == EOPNOTSUPP || err == ENOTTY || err == EINVAL) {
+    const bool for_good =
+        err == EPERM || err == ELOOP || err == EOPNOTSUPP || err == ENOTTY || err == EINVAL;
+    if (for_good) {
         disabled_ = true;
-        log_.log(core::LogLevel::warning,
-                 "FUSE passthrough unavailable (" + api::describe_errno(err) +
-                     "); reads go through the daemon");
-    } else {
-        log_.log(core::LogLevel::debug,
-                 "FUSE passthrough refused for one open: " + api::describe_errno(err));
+        stats_.passthrough.store(0);
+    }
+    lock.unlock();
+    try {
+        if (for_good) {
+            log_.log(core::LogLevel::warning, "FUSE passthrough unavailable (" +
+                                                  api::describe_errno(err) +
+                                                  "); reads go through the daemon");
+        } else {
+            log_.log(core::LogLevel::debug,
+                     "FUSE passthrough refused for one open: " + api::describe_errno(err));
+        }
+    } catch (...) {
+        // The open is counted: it must not fail for want of a log line.
     }
     return 0;
 }

@@ -11,7 +11,8 @@ void ReplyAmender::saw_request(const void* data, std::size_t size) noexcept {
     if (size < sizeof(fuse_in_header)) return;
     fuse_in_header in;
     std::memcpy(&in, data, sizeof in);
-    if (in.opcode != FUSE_INIT && in.opcode != FUSE_OPEN) return;
+    // Without passthrough no open reply needs amending, so none is noted.
+    if (in.opcode != FUSE_INIT && !(in.opcode == FUSE_OPEN && wish_.wanted)) return;
     try {
         std::lock_guard lock(mutex_);
         if (in.opcode == FUSE_OPEN) {
@@ -31,14 +32,19 @@ void ReplyAmender::saw_request(const void* data, std::size_t size) noexcept {
     }
 }
 
-void ReplyAmender::promise_backing(std::uint64_t fh, int backing_id) {
+std::uint64_t ReplyAmender::promise_backing(std::uint64_t fh, int backing_id) {
     std::lock_guard lock(mutex_);
-    promised_[fh] = backing_id;
+    const auto ticket = next_ticket_++;
+    promised_.insert_or_assign(fh, Promise{backing_id, ticket});
+    return ticket;
 }
 
-bool ReplyAmender::withdraw(std::uint64_t fh) noexcept {
+bool ReplyAmender::withdraw(std::uint64_t fh, std::uint64_t ticket) noexcept {
     std::lock_guard lock(mutex_);
-    return promised_.erase(fh) > 0;
+    const auto it = promised_.find(fh);
+    if (it == promised_.end() || it->second.ticket != ticket) return false;
+    promised_.erase(it);
+    return true;
 }
 
 ReplyAmender::Noted ReplyAmender::take(std::uint64_t unique) noexcept {
@@ -64,12 +70,13 @@ void ReplyAmender::amend_init(abi::InitOut& reply) noexcept {
     }
     if (offered & FUSE_PARALLEL_DIROPS) reply.flags |= FUSE_PARALLEL_DIROPS;
     // The kernel refuses passthrough beside a writeback cache; we never ask for one.
-    if (want_passthrough_ && (offered & FUSE_INIT_EXT) && (offered & abi::passthrough) &&
+    if (wish_.wanted && (offered & FUSE_INIT_EXT) && (offered & abi::passthrough) &&
         !(reply.flags & FUSE_WRITEBACK_CACHE)) {
         reply.flags |= FUSE_INIT_EXT;
         reply.flags2 |= static_cast<std::uint32_t>(abi::passthrough >> 32);
-        reply.max_stack_depth = abi::max_stack_depth;
+        reply.max_stack_depth = wish_.stack_depth;
         passthrough_active_.store(true);
+        stats_.passthrough.store(1);
     }
 }
 
@@ -80,21 +87,21 @@ bool ReplyAmender::amend_open(abi::OpenOut& reply) noexcept {
     // The kernel fails a passthrough open that carries any other flag (keep_cache
     // among them) with EIO: the page cache those flags steer is not used.
     reply.open_flags = (reply.open_flags & abi::fopen_passthrough_mask) | abi::fopen_passthrough;
-    reply.backing_id = it->second;
+    reply.backing_id = it->second.backing_id;
     promised_.erase(it);
     return true;
 }
 
 int ReplyAmender::amend(const iovec* iov, int count, Amended& out) noexcept {
-    // libfuse sends the header alone in iov[0] and a fixed-size reply in iov[1].
-    if (count < 2 || count > static_cast<int>(out.iov.size()) ||
-        iov[0].iov_len != sizeof(fuse_out_header)) {
-        return 0;
-    }
+    // libfuse sends the header alone in iov[0]: alone for an error, followed by a
+    // fixed-size reply in iov[1] for a success.
+    if (count < 1 || iov[0].iov_len != sizeof(fuse_out_header)) return 0;
     fuse_out_header header;
     std::memcpy(&header, iov[0].iov_base, sizeof header);
+    // Taken whatever the reply, so a failed open is forgotten like any other.
     const Noted noted = take(header.unique);
     if (noted == Noted::nothing || header.error != 0) return 0;
+    if (count < 2 || count > static_cast<int>(out.iov.size())) return 0;
 
     for (int i = 0; i < count; ++i) out.iov[static_cast<std::size_t>(i)] = iov[i];
     if (noted == Noted::init) {

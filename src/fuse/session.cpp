@@ -24,8 +24,8 @@ namespace euphoria::fuse {
 
 // What the callbacks and the device hooks reach through the session's userdata.
 struct Session::Glue {
-    Glue(Filesystem& f, core::Stats& s, core::Logger& l, bool passthrough)
-        : fs(f), stats(s), log(l), amender(passthrough) {}
+    Glue(Filesystem& f, core::Stats& s, core::Logger& l, PassthroughWish wish)
+        : fs(f), stats(s), log(l), amender(wish, s) {}
     Filesystem& fs;
     core::Stats& stats;
     core::Logger& log;
@@ -156,12 +156,27 @@ void sfs_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     });
 }
 
+// A passthrough grant for one open: the backing id its reply must carry.
+struct Grant {
+    int backing_id = 0;  // 0: a cached open
+    std::uint64_t ticket = 0;
+};
+
 // Passthrough for content in a disk-cache file, once the kernel agreed to it.
-int open_backing(Glue& g, Ino ino, const OpenFile& file) {
-    if (!g.backing || !g.amender.passthrough_active()) return 0;
-    const int id = g.backing->acquire(ino, file.recording.content->fd());
-    if (id > 0) g.amender.promise_backing(reinterpret_cast<std::uint64_t>(&file), id);
-    return id;
+Grant open_backing(Glue& g, Ino ino, const OpenFile& file) {
+    if (!g.backing || !g.amender.passthrough_active()) return {};
+    Grant grant;
+    grant.backing_id = g.backing->acquire(ino, file.recording.content->fd());
+    if (grant.backing_id > 0) {
+        try {
+            grant.ticket = g.amender.promise_backing(reinterpret_cast<std::uint64_t>(&file),
+                                                     grant.backing_id);
+        } catch (...) {
+            g.backing->release(ino, grant.backing_id);
+            throw;
+        }
+    }
+    return grant;
 }
 
 void close_backing(Glue& g, Ino ino, int backing_id) noexcept {
@@ -183,23 +198,29 @@ void sfs_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         auto file = std::make_unique<OpenFile>(OpenFile{std::move(a.recording)});
         fi->fh = reinterpret_cast<uint64_t>(file.get());
         fi->keep_cache = a.keep_cache;
-        file->backing_id = open_backing(g, ino, *file);
+        const Grant grant = open_backing(g, ino, *file);
+        file->backing_id = grant.backing_id;
+        // Once the reply is written the kernel owns the handle: a quick reader can
+        // close it, and release() delete it, before fuse_reply_open returns. So
+        // nothing below touches the file, and nothing below may throw.
+        OpenFile* handed = file.release();
         const bool sent = fuse_reply_open(req, fi) == 0;
-        const bool unused = file->backing_id > 0 && g.amender.withdraw(fi->fh);
+        const bool unused = grant.backing_id > 0 && g.amender.withdraw(fi->fh, grant.ticket);
         if (!sent) {
-            // The reader is gone (interrupted): the kernel holds no file, sends no release.
-            close_backing(g, ino, file->backing_id);
+            // Not delivered (the connection is being torn down): no file, no release.
+            close_backing(g, ino, grant.backing_id);
+            delete handed;  // NOLINT(cppcoreguidelines-owning-memory)
             return;
         }
-        if (file->backing_id > 0) {
-            if (unused) {
-                g.log.log(core::LogLevel::error, "a passthrough open went out without its backing id");
-            } else {
-                g.stats.passthrough_opens.fetch_add(1, std::memory_order_relaxed);
-            }
+        if (grant.backing_id == 0) return;
+        if (!unused) {
+            g.stats.passthrough_opens.fetch_add(1, std::memory_order_relaxed);
+            return;
         }
-        // Once the reply is sent the kernel holds the handle, and release() frees it.
-        [[maybe_unused]] auto* owned = file.release();
+        try {
+            g.log.log(core::LogLevel::error, "a passthrough open went out without its backing id");
+        } catch (...) {
+        }
     });
 }
 
@@ -389,7 +410,10 @@ void Session::SessionDeleter::operator()(fuse_session* se) const noexcept { fuse
 
 Session::Session(Filesystem& fs, core::Stats& stats, core::Logger& log, SessionOptions options)
     : options_(std::move(options)),
-      glue_(std::make_unique<Glue>(fs, stats, log, options_.passthrough)) {
+      glue_(std::make_unique<Glue>(
+          fs, stats, log,
+          PassthroughWish{options_.passthrough && may_register_backing_files(),
+                          backing_stack_depth(options_.backing_dir)})) {
     std::unique_ptr<fuse_args, ArgsDeleter> args(new fuse_args FUSE_ARGS_INIT(0, nullptr));
     auto add = [&](const std::string& arg) {
         if (fuse_opt_add_arg(args.get(), arg.c_str()) != 0) throw std::bad_alloc();
@@ -419,7 +443,7 @@ Session::Session(Filesystem& fs, core::Stats& stats, core::Logger& log, SessionO
         throw std::runtime_error("cannot attach to the FUSE device: " + api::describe_errno(-rc));
     }
     glue_->device.emplace(fd);
-    glue_->backing.emplace(*glue_->device, log);
+    glue_->backing.emplace(*glue_->device, log, stats);
 }
 
 Session::~Session() {

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -67,14 +68,17 @@ Payload payload_of(const ReplyAmender::Amended& a) {
 }
 
 constexpr std::uint64_t offered_all = FUSE_INIT_EXT | FUSE_PARALLEL_DIROPS | abi::passthrough;
+constexpr fuse::PassthroughWish wish{true, 1};
 
 }  // namespace
 
 TEST_CASE("INIT: the kernel's offers of parallel lookups and passthrough are accepted") {
-    ReplyAmender amender(true);
+    core::Stats stats;
+    ReplyAmender amender(wish, stats);
     auto req = init_request(2, offered_all);
     amender.saw_request(req.data(), req.size());
     REQUIRE_FALSE(amender.passthrough_active());
+    CHECK(amender.awaited() == 1);
 
     Reply<abi::InitOut> reply(2);
     reply.payload.major = 7;
@@ -86,10 +90,12 @@ TEST_CASE("INIT: the kernel's offers of parallel lookups and passthrough are acc
     const auto init = payload_of<abi::InitOut>(out);
     CHECK(init.flags == (FUSE_ASYNC_READ | FUSE_PARALLEL_DIROPS | FUSE_INIT_EXT));
     CHECK(init.flags2 == (abi::passthrough >> 32));
-    CHECK(init.max_stack_depth == 2);
+    CHECK(init.max_stack_depth == 1);
     CHECK(init.max_write == 1u << 20);
     CHECK(init.minor == 38);
     CHECK(amender.passthrough_active());
+    CHECK(stats.passthrough == 1);
+    CHECK(amender.awaited() == 0);
     // libfuse's own buffer is left as it was.
     CHECK(reply.payload.flags == FUSE_ASYNC_READ);
     CHECK(std::memcmp(out.iov[0].iov_base, &reply.header, sizeof reply.header) == 0);
@@ -97,7 +103,8 @@ TEST_CASE("INIT: the kernel's offers of parallel lookups and passthrough are acc
 
 TEST_CASE("INIT: nothing is claimed that the kernel did not offer or the user refused") {
     SECTION("an older kernel: no passthrough offered") {
-        ReplyAmender amender(true);
+        core::Stats stats;
+        ReplyAmender amender(wish, stats);
         auto req = init_request(2, FUSE_INIT_EXT | FUSE_PARALLEL_DIROPS);
         amender.saw_request(req.data(), req.size());
         Reply<abi::InitOut> reply(2);
@@ -108,9 +115,21 @@ TEST_CASE("INIT: nothing is claimed that the kernel did not offer or the user re
         CHECK(init.flags2 == 0);
         CHECK(init.max_stack_depth == 0);
         CHECK_FALSE(amender.passthrough_active());
+        CHECK(stats.passthrough == 0);
+    }
+    SECTION("a cache folder on overlayfs asks for depth 2") {
+        core::Stats stats;
+        ReplyAmender amender(fuse::PassthroughWish{true, 2}, stats);
+        auto req = init_request(2, offered_all);
+        amender.saw_request(req.data(), req.size());
+        Reply<abi::InitOut> reply(2);
+        ReplyAmender::Amended out;
+        REQUIRE(amender.amend(reply.iov, 2, out) == 2);
+        CHECK(payload_of<abi::InitOut>(out).max_stack_depth == 2);
     }
     SECTION("-o nopassthrough") {
-        ReplyAmender amender(false);
+        core::Stats stats;
+        ReplyAmender amender(fuse::PassthroughWish{false, 1}, stats);
         auto req = init_request(2, offered_all);
         amender.saw_request(req.data(), req.size());
         Reply<abi::InitOut> reply(2);
@@ -120,7 +139,8 @@ TEST_CASE("INIT: nothing is claimed that the kernel did not offer or the user re
         CHECK_FALSE(amender.passthrough_active());
     }
     SECTION("passthrough bit without FUSE_INIT_EXT means nothing") {
-        ReplyAmender amender(true);
+        core::Stats stats;
+        ReplyAmender amender(wish, stats);
         auto req = init_request(2, FUSE_PARALLEL_DIROPS | abi::passthrough);
         amender.saw_request(req.data(), req.size());
         Reply<abi::InitOut> reply(2);
@@ -129,7 +149,8 @@ TEST_CASE("INIT: nothing is claimed that the kernel did not offer or the user re
         CHECK_FALSE(amender.passthrough_active());
     }
     SECTION("a failed INIT is passed on untouched") {
-        ReplyAmender amender(true);
+        core::Stats stats;
+        ReplyAmender amender(wish, stats);
         auto req = init_request(2, offered_all);
         amender.saw_request(req.data(), req.size());
         Reply<abi::InitOut> reply(2, -EPROTO);
@@ -140,11 +161,12 @@ TEST_CASE("INIT: nothing is claimed that the kernel did not offer or the user re
 }
 
 TEST_CASE("OPEN: only the promised reply to a noted open gets a backing id") {
-    ReplyAmender amender(true);
+    core::Stats stats;
+    ReplyAmender amender(wish, stats);
     auto open = request(FUSE_OPEN, 8);
     amender.saw_request(open.data(), open.size());
     const std::uint64_t fh = 0x5555'0000'1230;
-    amender.promise_backing(fh, 3);
+    const auto ticket = amender.promise_backing(fh, 3);
 
     SECTION("a reply to another request with the same shape is not touched") {
         Reply<abi::OpenOut> other(10);
@@ -163,7 +185,8 @@ TEST_CASE("OPEN: only the promised reply to a noted open gets a backing id") {
     CHECK(o.backing_id == 3);
     // The kernel fails a passthrough open carrying keep_cache with EIO.
     CHECK(o.open_flags == abi::fopen_passthrough);
-    CHECK_FALSE(amender.withdraw(fh));  // used up
+    CHECK_FALSE(amender.withdraw(fh, ticket));  // used up
+    CHECK(amender.awaited() == 0);
 
     // Each noted open is amended once: a stray second reply is not.
     ReplyAmender::Amended again;
@@ -171,7 +194,8 @@ TEST_CASE("OPEN: only the promised reply to a noted open gets a backing id") {
 }
 
 TEST_CASE("OPEN: an open without a promise, or a failed one, goes out as it came") {
-    ReplyAmender amender(true);
+    core::Stats stats;
+    ReplyAmender amender(wish, stats);
     auto open = request(FUSE_OPEN, 8);
     amender.saw_request(open.data(), open.size());
 
@@ -182,17 +206,80 @@ TEST_CASE("OPEN: an open without a promise, or a failed one, goes out as it came
         ReplyAmender::Amended out;
         CHECK(amender.amend(reply.iov, 2, out) == 0);
     }
-    SECTION("an error reply keeps its promise for withdraw()") {
-        amender.promise_backing(42, 7);
-        Reply<abi::OpenOut> reply(8, -EIO);
+    SECTION("an error reply, a header alone as libfuse sends it, keeps the promise") {
+        const auto ticket = amender.promise_backing(42, 7);
+        Reply<abi::OpenOut> reply(8, -ENOENT);
+        reply.header.len = sizeof reply.header;
         ReplyAmender::Amended out;
-        CHECK(amender.amend(reply.iov, 2, out) == 0);
-        CHECK(amender.withdraw(42));
+        CHECK(amender.amend(reply.iov, 1, out) == 0);
+        CHECK(amender.withdraw(42, ticket));
+        // ...and the open is forgotten: a later reply with that unique is not amended.
+        CHECK(amender.awaited() == 0);
+        amender.promise_backing(42, 7);
+        Reply<abi::OpenOut> late(8);
+        late.payload.fh = 42;
+        CHECK(amender.amend(late.iov, 2, out) == 0);
     }
 }
 
+TEST_CASE("OPEN: a withdrawn ticket never removes a later promise for a reused handle") {
+    core::Stats stats;
+    ReplyAmender amender(wish, stats);
+    const auto first = amender.promise_backing(77, 1);
+    // The first open's reply went out unamended; its handle was released, and the
+    // same address now belongs to another open with its own promise.
+    const auto second = amender.promise_backing(77, 2);
+    CHECK_FALSE(amender.withdraw(77, first));
+    CHECK(amender.withdraw(77, second));
+}
+
+TEST_CASE("OPEN: without passthrough, opens are not even noted") {
+    core::Stats stats;
+    ReplyAmender amender(fuse::PassthroughWish{false, 1}, stats);
+    auto open = request(FUSE_OPEN, 8);
+    amender.saw_request(open.data(), open.size());
+    CHECK(amender.awaited() == 0);
+}
+
+TEST_CASE("Many threads noting opens and replying leave nothing behind") {
+    core::Stats stats;
+    ReplyAmender amender(wish, stats);
+    std::vector<std::thread> threads;
+    std::atomic<int> amended{0};
+    std::atomic<int> wrong{0};  // Catch2 2.x assertions are not thread-safe: count here
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            for (std::uint64_t i = 0; i < 2000; ++i) {
+                const std::uint64_t unique = (i * 4 + static_cast<std::uint64_t>(t)) * 2 + 2;
+                const std::uint64_t fh = unique * 16;
+                auto open = request(FUSE_OPEN, unique);
+                amender.saw_request(open.data(), open.size());
+                const bool promise = i % 2 == 0;
+                const auto ticket = promise ? amender.promise_backing(fh, 9) : 0;
+                Reply<abi::OpenOut> reply(unique, i % 7 == 0 ? -ENOENT : 0);
+                reply.payload.fh = fh;
+                ReplyAmender::Amended out;
+                const int n = amender.amend(reply.iov, i % 7 == 0 ? 1 : 2, out);
+                if (n > 0) {
+                    abi::OpenOut o;
+                    std::memcpy(&o, out.iov[1].iov_base, sizeof o);
+                    if (o.backing_id != 9) wrong.fetch_add(1);
+                    amended.fetch_add(1);
+                }
+                if (promise && amender.withdraw(fh, ticket) != (n == 0)) wrong.fetch_add(1);
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    CHECK(wrong == 0);
+    CHECK(amender.awaited() == 0);
+    // Even i: 1000 per thread, of which the i % 7 == 0 ones failed (143 per thread).
+    CHECK(amended == 4 * (1000 - 143));
+}
+
 TEST_CASE("Malformed traffic is ignored, never read past its end") {
-    ReplyAmender amender(true);
+    core::Stats stats;
+    ReplyAmender amender(wish, stats);
     char tiny[8] = {};
     amender.saw_request(tiny, sizeof tiny);
     // An INIT cut short after the header: the missing offers count as none.
@@ -209,7 +296,8 @@ TEST_CASE("Malformed traffic is ignored, never read past its end") {
 }
 
 TEST_CASE("write_reply writes the amended bytes and keeps writev's errno") {
-    ReplyAmender amender(true);
+    core::Stats stats;
+    ReplyAmender amender(wish, stats);
     auto open = request(FUSE_OPEN, 8);
     amender.saw_request(open.data(), open.size());
     amender.promise_backing(99, 5);
@@ -268,7 +356,8 @@ public:
 TEST_CASE("BackingFiles: an inode's passthrough opens share one backing file") {
     FakeDevice device;
     CapturingLogger log;
-    fuse::BackingFiles files(device, log);
+    core::Stats stats;
+    fuse::BackingFiles files(device, log, stats);
     const int a = files.acquire(2, 10);
     CHECK(a == 1);
     CHECK(device.last_fd == 10);
@@ -294,7 +383,8 @@ TEST_CASE("BackingFiles: an inode's passthrough opens share one backing file") {
 TEST_CASE("BackingFiles: an inode with a cached open stays cached until all close") {
     FakeDevice device;
     CapturingLogger log;
-    fuse::BackingFiles files(device, log);
+    core::Stats stats;
+    fuse::BackingFiles files(device, log, stats);
     CHECK(files.acquire(2, -1) == 0);  // content in the memory tier
     CHECK(files.acquire(2, 10) == 0);  // now on disk, but the kernel forbids mixing
     CHECK(device.opened == 0);
@@ -315,7 +405,8 @@ TEST_CASE("BackingFiles: an inode with a cached open stays cached until all clos
 TEST_CASE("BackingFiles: a kernel refusal falls back to cached opens") {
     FakeDevice device;
     CapturingLogger log;
-    fuse::BackingFiles files(device, log);
+    core::Stats stats;
+    fuse::BackingFiles files(device, log, stats);
 
     SECTION("EPERM (not CAP_SYS_ADMIN) stops asking, with one warning") {
         device.fail_with = EPERM;
@@ -325,6 +416,7 @@ TEST_CASE("BackingFiles: a kernel refusal falls back to cached opens") {
         REQUIRE(log.lines.size() == 1);
         CHECK(log.lines[0].find("passthrough unavailable") != std::string::npos);
         CHECK(log.lines[0].find("not permitted") != std::string::npos);
+        CHECK(stats.passthrough == 0);
         files.release(2, 0);
         files.release(3, 0);
         CHECK(device.closed == 0);
@@ -337,6 +429,7 @@ TEST_CASE("BackingFiles: a kernel refusal falls back to cached opens") {
         CHECK(device.opened == 1);
     }
     SECTION("EMFILE is passing: the next inode tries again") {
+        stats.passthrough = 1;
         device.fail_with = EMFILE;
         CHECK(files.acquire(2, 10) == 0);
         device.fail_with = 0;
@@ -344,13 +437,15 @@ TEST_CASE("BackingFiles: a kernel refusal falls back to cached opens") {
         // The refused inode stays cached while its cached open lives.
         CHECK(files.acquire(2, 12) == 0);
         CHECK(device.opened == 2);
+        CHECK(stats.passthrough == 1);
     }
 }
 
 TEST_CASE("BackingFiles: concurrent opens and closes of one inode never leak or double-close") {
     FakeDevice device;
     CapturingLogger log;
-    fuse::BackingFiles files(device, log);
+    core::Stats stats;
+    fuse::BackingFiles files(device, log, stats);
     std::vector<std::thread> threads;
     for (int t = 0; t < 8; ++t) {
         threads.emplace_back([&, t] {
@@ -364,4 +459,20 @@ TEST_CASE("BackingFiles: concurrent opens and closes of one inode never leak or 
     CHECK(files.inodes_open() == 0);
     CHECK(device.live == 0);
     CHECK(device.opened == device.closed);
+}
+
+TEST_CASE("The stacking depth asked for follows the cache folder's filesystem") {
+    // /proc is not stacked; a folder that does not exist gives the safe minimum.
+    CHECK(fuse::backing_stack_depth("/proc") == 1);
+    CHECK(fuse::backing_stack_depth("/nonexistent/euphoria") == 1);
+}
+
+TEST_CASE("CAP_SYS_ADMIN is read as /proc/self/status reports it") {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    unsigned long long eff = 0;
+    while (std::getline(status, line)) {
+        if (line.rfind("CapEff:", 0) == 0) eff = std::stoull(line.substr(7), nullptr, 16);
+    }
+    CHECK(fuse::may_register_backing_files() == ((eff >> 21) & 1));
 }

@@ -21,6 +21,7 @@ struct Stats {
     std::atomic<std::uint64_t> in_flight{0};
     std::atomic<std::uint64_t> queued{0};
     std::atomic<std::uint64_t> retries{0};
+    std::atomic<std::uint64_t> passthrough{0};  // 1 while the kernel may read cache files itself
     std::atomic<std::uint64_t> passthrough_opens{0};  // opens the kernel serves from our cache file
     std::atomic<std::uint64_t> read_requests{0};      // reads the kernel asked the daemon for
 

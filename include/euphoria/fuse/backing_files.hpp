@@ -15,9 +15,21 @@
 #include <unordered_map>
 
 #include "euphoria/core/log.hpp"
+#include "euphoria/core/stats.hpp"
 #include "euphoria/fuse/inode_table.hpp"
 
 namespace euphoria::fuse {
+
+// The kernel registers backing files only for CAP_SYS_ADMIN. Without it there is no
+// point in asking for passthrough at INIT, which would cost the mount its stacking
+// depth for nothing.
+bool may_register_backing_files() noexcept;
+
+// The FUSE mount's stack depth to ask for at INIT: one more than the depth of the
+// filesystem holding `dir`, the cache folder. That is 1 on a plain filesystem, and 2
+// (the kernel's maximum) when `dir` is on overlayfs, a container's root. Each level
+// taken is one fewer for filesystems stacked on the mount itself.
+std::uint32_t backing_stack_depth(const std::string& dir) noexcept;
 
 // Registers backing files with the kernel; faked in tests.
 class BackingDevice {
@@ -41,11 +53,14 @@ private:
 
 class BackingFiles {
 public:
-    BackingFiles(BackingDevice& device, core::Logger& log) : device_(device), log_(log) {}
+    // Sets stats.passthrough to 0 if the kernel refuses backing files for good.
+    BackingFiles(BackingDevice& device, core::Logger& log, core::Stats& stats)
+        : device_(device), log_(log), stats_(stats) {}
 
     // For an open of `ino` whose content is in `content_fd` (-1 when it is in
     // memory). Returns the backing id the open reply must carry, or 0 for a cached
-    // open. Every call needs a matching release() with what it returned.
+    // open. Every call that returns needs a matching release() with what it
+    // returned; a call that throws (bad_alloc) counted nothing.
     int acquire(Ino ino, int content_fd);
     void release(Ino ino, int backing_id) noexcept;
 
@@ -58,6 +73,7 @@ private:
     };
     BackingDevice& device_;
     core::Logger& log_;
+    core::Stats& stats_;
     // Guards inodes_ and disabled_. Held across the ioctl, so two first opens of one
     // inode cannot register two backing files. A leaf lock.
     mutable std::mutex mutex_;

@@ -17,10 +17,8 @@ inline constexpr std::uint32_t fopen_passthrough = 1U << 7;   // FOPEN_PASSTHROU
 // The only open flags the kernel accepts beside it (FOPEN_PASSTHROUGH_MASK).
 inline constexpr std::uint32_t fopen_passthrough_mask =
     FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES | FOPEN_NOFLUSH | fopen_passthrough;
-// How deep the cache file's filesystem may itself be stacked, plus one for the FUSE
-// mount over it. 2 (the kernel's maximum) lets cache_dir sit on overlayfs, a
-// container's root, at the price that nothing can be stacked on the mount itself.
-// Deeper cache folders are refused with ELOOP, and opens fall back to the page cache.
+// FILESYSTEM_MAX_STACK_DEPTH: the FUSE mount may stack at most this deep over the
+// filesystem that holds its backing files.
 inline constexpr std::uint32_t max_stack_depth = 2;
 
 // fuse_init_out as of 7.40: max_stack_depth took the first unused word.

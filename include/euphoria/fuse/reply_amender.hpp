@@ -19,21 +19,31 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "euphoria/core/stats.hpp"
 #include "euphoria/fuse/kernel_abi.hpp"
 
 namespace euphoria::fuse {
 
+struct PassthroughWish {
+    bool wanted = false;           // the user allows it and we may register backing files
+    std::uint32_t stack_depth = 1;  // see backing_stack_depth()
+};
+
 class ReplyAmender {
 public:
-    explicit ReplyAmender(bool want_passthrough) : want_passthrough_(want_passthrough) {}
+    // Sets stats.passthrough to 1 once the kernel agrees to passthrough.
+    ReplyAmender(PassthroughWish wish, core::Stats& stats) : wish_(wish), stats_(stats) {}
 
     // A request as read from the device. Never throws: it runs inside libfuse.
     void saw_request(const void* data, std::size_t size) noexcept;
 
     // The open reply whose file handle is `fh` must carry this backing id. Call it
-    // before replying; withdraw() afterwards returns whether it was still unused.
-    void promise_backing(std::uint64_t fh, int backing_id);
-    bool withdraw(std::uint64_t fh) noexcept;
+    // before replying; withdraw() afterwards, with the ticket this returns, removes
+    // the promise if the reply did not use it, and says so. The ticket matters: once
+    // the reply is out, the handle can be released and its address reused by another
+    // open with a promise of its own.
+    std::uint64_t promise_backing(std::uint64_t fh, int backing_id);
+    bool withdraw(std::uint64_t fh, std::uint64_t ticket) noexcept;
 
     // A reply, amended if it answers a noted request. `out` holds the iovecs to send
     // and `storage` any replaced payload; both must live until the write. Returns
@@ -54,13 +64,17 @@ public:
     // True once the kernel has agreed to passthrough opens on this connection.
     bool passthrough_active() const noexcept { return passthrough_active_.load(); }
 
+    // Requests whose replies are still to be looked at; 0 when the mount is idle.
+    std::size_t awaited() const noexcept { return awaited_.load(); }
+
 private:
     enum class Noted { nothing, init, open };
     Noted take(std::uint64_t unique) noexcept;
     void amend_init(abi::InitOut& reply) noexcept;
     bool amend_open(abi::OpenOut& reply) noexcept;
 
-    const bool want_passthrough_;
+    const PassthroughWish wish_;
+    core::Stats& stats_;
     std::atomic<bool> passthrough_active_{false};
     // Lets the hot path (read replies) skip the lock when nothing is awaited.
     std::atomic<std::size_t> awaited_{0};
@@ -70,7 +84,12 @@ private:
     std::uint64_t init_offered_ = 0;  // the kernel's INIT flags, flags2 in the top half
     bool init_awaited_ = false;
     std::unordered_set<std::uint64_t> open_uniques_;
-    std::unordered_map<std::uint64_t, int> promised_;  // fh -> backing id
+    struct Promise {
+        int backing_id;
+        std::uint64_t ticket;
+    };
+    std::unordered_map<std::uint64_t, Promise> promised_;  // by fh
+    std::uint64_t next_ticket_ = 1;
 };
 
 }  // namespace euphoria::fuse

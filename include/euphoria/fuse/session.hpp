@@ -24,6 +24,7 @@ struct SessionOptions {
     // Let the kernel read disk-cached recordings straight from the cache file when it
     // can (Linux 6.9+, CAP_SYS_ADMIN). Off: every read goes through the daemon.
     bool passthrough = true;
+    std::string backing_dir;  // the disk cache folder, whose stacking depth counts
 };
 
 class Session {
