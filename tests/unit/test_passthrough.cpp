@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -101,62 +102,52 @@ TEST_CASE("INIT: the kernel's offers of parallel lookups and passthrough are acc
     CHECK(std::memcmp(out.iov[0].iov_base, &reply.header, sizeof reply.header) == 0);
 }
 
+// One INIT exchange with a fresh amender: the reply as sent (unamended if so).
+struct Negotiated {
+    core::Stats stats;
+    std::optional<ReplyAmender> amender;
+    abi::InitOut sent{};
+    bool amended = false;
+    Negotiated(fuse::PassthroughWish w, std::uint64_t offered, int error = 0) {
+        amender.emplace(w, stats);
+        auto req = init_request(2, offered);
+        amender->saw_request(req.data(), req.size());
+        Reply<abi::InitOut> reply(2, error);
+        ReplyAmender::Amended out;
+        amended = amender->amend(reply.iov, 2, out) == 2;
+        sent = amended ? payload_of<abi::InitOut>(out) : reply.payload;
+    }
+};
+
 TEST_CASE("INIT: nothing is claimed that the kernel did not offer or the user refused") {
     SECTION("an older kernel: no passthrough offered") {
-        core::Stats stats;
-        ReplyAmender amender(wish, stats);
-        auto req = init_request(2, FUSE_INIT_EXT | FUSE_PARALLEL_DIROPS);
-        amender.saw_request(req.data(), req.size());
-        Reply<abi::InitOut> reply(2);
-        ReplyAmender::Amended out;
-        REQUIRE(amender.amend(reply.iov, 2, out) == 2);
-        const auto init = payload_of<abi::InitOut>(out);
-        CHECK(init.flags == FUSE_PARALLEL_DIROPS);
-        CHECK(init.flags2 == 0);
-        CHECK(init.max_stack_depth == 0);
-        CHECK_FALSE(amender.passthrough_active());
-        CHECK(stats.passthrough == 0);
+        Negotiated n(wish, FUSE_INIT_EXT | FUSE_PARALLEL_DIROPS);
+        CHECK(n.sent.flags == FUSE_PARALLEL_DIROPS);
+        CHECK(n.sent.flags2 == 0);
+        CHECK(n.sent.max_stack_depth == 0);
+        CHECK_FALSE(n.amender->passthrough_active());
+        CHECK(n.stats.passthrough == 0);
     }
     SECTION("a cache folder on overlayfs asks for depth 2") {
-        core::Stats stats;
-        ReplyAmender amender(fuse::PassthroughWish{true, 2}, stats);
-        auto req = init_request(2, offered_all);
-        amender.saw_request(req.data(), req.size());
-        Reply<abi::InitOut> reply(2);
-        ReplyAmender::Amended out;
-        REQUIRE(amender.amend(reply.iov, 2, out) == 2);
-        CHECK(payload_of<abi::InitOut>(out).max_stack_depth == 2);
+        Negotiated n(fuse::PassthroughWish{true, 2}, offered_all);
+        CHECK(n.sent.max_stack_depth == 2);
+        CHECK(n.amender->passthrough_active());
     }
-    SECTION("-o nopassthrough") {
-        core::Stats stats;
-        ReplyAmender amender(fuse::PassthroughWish{false, 1}, stats);
-        auto req = init_request(2, offered_all);
-        amender.saw_request(req.data(), req.size());
-        Reply<abi::InitOut> reply(2);
-        ReplyAmender::Amended out;
-        REQUIRE(amender.amend(reply.iov, 2, out) == 2);
-        CHECK(payload_of<abi::InitOut>(out).flags2 == 0);
-        CHECK_FALSE(amender.passthrough_active());
+    SECTION("-o nopassthrough, or no CAP_SYS_ADMIN") {
+        Negotiated n(fuse::PassthroughWish{false, 1}, offered_all);
+        CHECK(n.sent.flags == FUSE_PARALLEL_DIROPS);
+        CHECK(n.sent.flags2 == 0);
+        CHECK_FALSE(n.amender->passthrough_active());
     }
     SECTION("passthrough bit without FUSE_INIT_EXT means nothing") {
-        core::Stats stats;
-        ReplyAmender amender(wish, stats);
-        auto req = init_request(2, FUSE_PARALLEL_DIROPS | abi::passthrough);
-        amender.saw_request(req.data(), req.size());
-        Reply<abi::InitOut> reply(2);
-        ReplyAmender::Amended out;
-        REQUIRE(amender.amend(reply.iov, 2, out) == 2);
-        CHECK_FALSE(amender.passthrough_active());
+        Negotiated n(wish, FUSE_PARALLEL_DIROPS | abi::passthrough);
+        CHECK(n.sent.flags2 == 0);
+        CHECK_FALSE(n.amender->passthrough_active());
     }
     SECTION("a failed INIT is passed on untouched") {
-        core::Stats stats;
-        ReplyAmender amender(wish, stats);
-        auto req = init_request(2, offered_all);
-        amender.saw_request(req.data(), req.size());
-        Reply<abi::InitOut> reply(2, -EPROTO);
-        ReplyAmender::Amended out;
-        CHECK(amender.amend(reply.iov, 2, out) == 0);
-        CHECK_FALSE(amender.passthrough_active());
+        Negotiated n(wish, offered_all, -EPROTO);
+        CHECK_FALSE(n.amended);
+        CHECK_FALSE(n.amender->passthrough_active());
     }
 }
 
