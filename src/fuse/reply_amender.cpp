@@ -120,6 +120,8 @@ int ReplyAmender::amend(const iovec* iov, int count, Amended& out) noexcept {
 }
 
 ssize_t ReplyAmender::write_reply(int fd, const iovec* iov, int count) noexcept {
+    // Every read reply comes through here: no scratch space unless a reply is due.
+    if (awaited_.load() == 0) return ::writev(fd, iov, count);
     Amended amended;
     const int n = amend(iov, count, amended);
     if (n > 0) return ::writev(fd, amended.iov.data(), n);

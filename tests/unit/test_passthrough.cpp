@@ -342,13 +342,17 @@ public:
     std::vector<std::string> lines;
 };
 
-}  // namespace
-
-TEST_CASE("BackingFiles: an inode's passthrough opens share one backing file") {
+// A BackingFiles on a fake kernel device, with what it logs and counts.
+struct BackingFixture {
     FakeDevice device;
     CapturingLogger log;
     core::Stats stats;
-    fuse::BackingFiles files(device, log, stats);
+    fuse::BackingFiles files{device, log, stats};
+};
+
+}  // namespace
+
+TEST_CASE_METHOD(BackingFixture, "BackingFiles: an inode's passthrough opens share one backing file") {
     const int a = files.acquire(2, 10);
     CHECK(a == 1);
     CHECK(device.last_fd == 10);
@@ -371,11 +375,7 @@ TEST_CASE("BackingFiles: an inode's passthrough opens share one backing file") {
     CHECK(device.live == 0);
 }
 
-TEST_CASE("BackingFiles: an inode with a cached open stays cached until all close") {
-    FakeDevice device;
-    CapturingLogger log;
-    core::Stats stats;
-    fuse::BackingFiles files(device, log, stats);
+TEST_CASE_METHOD(BackingFixture, "BackingFiles: an inode with a cached open stays cached until all close") {
     CHECK(files.acquire(2, -1) == 0);  // content in the memory tier
     CHECK(files.acquire(2, 10) == 0);  // now on disk, but the kernel forbids mixing
     CHECK(device.opened == 0);
@@ -393,11 +393,7 @@ TEST_CASE("BackingFiles: an inode with a cached open stays cached until all clos
     CHECK(device.closed == 1);
 }
 
-TEST_CASE("BackingFiles: a kernel refusal falls back to cached opens") {
-    FakeDevice device;
-    CapturingLogger log;
-    core::Stats stats;
-    fuse::BackingFiles files(device, log, stats);
+TEST_CASE_METHOD(BackingFixture, "BackingFiles: a kernel refusal falls back to cached opens") {
 
     SECTION("EPERM (not CAP_SYS_ADMIN) stops asking, with one warning") {
         device.fail_with = EPERM;
@@ -432,11 +428,7 @@ TEST_CASE("BackingFiles: a kernel refusal falls back to cached opens") {
     }
 }
 
-TEST_CASE("BackingFiles: concurrent opens and closes of one inode never leak or double-close") {
-    FakeDevice device;
-    CapturingLogger log;
-    core::Stats stats;
-    fuse::BackingFiles files(device, log, stats);
+TEST_CASE_METHOD(BackingFixture, "BackingFiles: concurrent opens and closes of one inode never leak or double-close") {
     std::vector<std::thread> threads;
     for (int t = 0; t < 8; ++t) {
         threads.emplace_back([&, t] {
