@@ -1,10 +1,12 @@
 #include "euphoria/cli/app.hpp"
 
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -84,6 +86,23 @@ void probe(api::Client& client, const std::string& endpoint) {
     }
 }
 
+// Blocks every signal in this thread while alive, so threads started meanwhile
+// inherit the mask.
+class SignalsBlocked {
+public:
+    SignalsBlocked() {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old_);
+    }
+    ~SignalsBlocked() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+    SignalsBlocked(const SignalsBlocked&) = delete;
+    SignalsBlocked& operator=(const SignalsBlocked&) = delete;
+
+private:
+    sigset_t old_{};
+};
+
 std::string join_flags(const std::vector<std::string>& flags) {
     std::string out;
     for (const auto& f : flags) out += "," + f;
@@ -100,10 +119,11 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
     }
     core::SystemClock clock;
     core::Stats stats;
-    auto budget = std::make_shared<core::DiskBudget>(cfg.cache_size);
-    core::CacheLimits limits;
-    limits.memory_cap = cfg.mem_cache_size;
-    core::ContentCache cache(limits, budget);
+    // mem_cache_size bounds every recording byte in memory, cached or not: what
+    // open files pin and what downloads hold count too. Past it, downloads go to disk.
+    auto memory = std::make_shared<core::ByteBudget>(cfg.mem_cache_size);
+    auto disk = std::make_shared<core::ByteBudget>(cfg.cache_size);
+    core::ContentCache cache(core::CacheLimits{}, memory, disk);
 
     core::FetcherConfig fc;
     fc.max_concurrent = cfg.max_concurrent;
@@ -111,14 +131,20 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
     fc.retry.retries = cfg.retries;
     // A recording bigger than an eighth of the memory tier goes to disk, so a few
     // large ones cannot push every small one out.
-    fc.builder = {cache_dir, std::max<std::uint64_t>(cfg.mem_cache_size / 8, 64 << 10), budget};
+    fc.builder = {cache_dir, std::max<std::uint64_t>(cfg.mem_cache_size / 8, 64 << 10), memory, disk};
     fc.names = core::NamePolicy(cfg.name_pattern);
 
     int rc = 0;
     {
-        core::Fetcher fetcher(client, cache, clock, stats, *logger, fc);
-        fuse::Ownership owner{cfg.uid.value_or(::getuid()), cfg.gid.value_or(::getgid()), cfg.umask};
-        fuse::Filesystem filesystem(fetcher, cache, stats, clock, owner);
+        std::optional<core::Fetcher> fetcher;
+        {
+            // Its threads take no signals: SIGTERM must reach the thread that runs the
+            // FUSE loop, whose handler ends it.
+            SignalsBlocked blocked;
+            fetcher.emplace(client, cache, clock, stats, *logger, fc);
+        }
+        core::Ownership owner{cfg.uid.value_or(::getuid()), cfg.gid.value_or(::getgid()), cfg.umask};
+        core::Filesystem filesystem(*fetcher, cache, stats, clock, owner);
         fuse::SessionOptions so;
         so.mountpoint = cfg.mountpoint;
         so.fsname = "euphoria:" + cfg.tenant;
@@ -136,6 +162,9 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
         logger->log(core::LogLevel::info, "mounted tenant " + cfg.tenant + " on " + cfg.mountpoint);
         if (daemon) daemon->ready();
         rc = session->run();
+        // While the session can still reply: cancel every download and answer every
+        // waiting request, so that nothing outlives the mount and exit is prompt.
+        fetcher->shutdown();
         session.reset();  // unmounts
         logger->log(core::LogLevel::info, "unmounted " + cfg.mountpoint);
     }

@@ -4,8 +4,10 @@
 
 namespace euphoria::core {
 
-ContentCache::ContentCache(CacheLimits limits, std::shared_ptr<DiskBudget> disk_budget)
-    : limits_(limits), disk_budget_(std::move(disk_budget)) {}
+ContentCache::ContentCache(CacheLimits limits, std::shared_ptr<ByteBudget> memory_budget,
+                           std::shared_ptr<ByteBudget> disk_budget)
+    : limits_(limits), memory_budget_(std::move(memory_budget)),
+      disk_budget_(std::move(disk_budget)) {}
 
 ContentCache::~ContentCache() { clear(); }
 
@@ -18,8 +20,6 @@ void ContentCache::erase(Map::iterator it) {
     if (content->on_disk()) {
         // The name goes now; an open handle keeps reading through its descriptor.
         std::const_pointer_cast<Content>(content)->unlink();
-    } else {
-        memory_bytes_ -= content->size();
     }
     lru_for(it->second).erase(it->second.lru);
     entries_.erase(it);
@@ -34,6 +34,8 @@ void ContentCache::purge_expired(Clock::time_point now) {
     while (!negative_order_.empty()) {
         auto found = negative_.find(negative_order_.front());
         if (found != negative_.end() && found->second > now) break;
+        // Expired, or a stale duplicate whose name was erased: either way this
+        // front says nothing about the entries behind it.
         if (found != negative_.end()) negative_.erase(found);
         negative_order_.pop_front();
     }
@@ -48,7 +50,7 @@ ContentCache::Found ContentCache::find(const std::string& name, Clock::time_poin
         lru.splice(lru.begin(), lru, it->second.lru);
         found.recording = it->second.recording;
         found.hit = found.recording.content->on_disk() ? Hit::disk : Hit::memory;
-    } else if (auto neg = negative_.find(name); neg != negative_.end()) {
+    } else if (auto neg = negative_.find(name); neg != negative_.end() && neg->second > now) {
         found.hit = Hit::negative;
         found.negative_until = neg->second;
     }
@@ -62,22 +64,21 @@ void ContentCache::insert(const std::string& name, CachedRecording recording,
     if (recording.expires_at <= now) return;
     if (auto it = entries_.find(name); it != entries_.end()) erase(it);
     negative_.erase(name);
-    const bool on_disk = recording.content->on_disk();
-    const auto size = recording.content->size();
-    if (!on_disk) {
-        if (size > limits_.memory_cap) return;
-        while (memory_bytes_ + size > limits_.memory_cap && !memory_lru_.empty()) {
-            erase(entries_.find(memory_lru_.back()));
-        }
-        memory_bytes_ += size;
-    }
-    auto& lru = on_disk ? disk_lru_ : memory_lru_;
+    auto& lru = recording.content->on_disk() ? disk_lru_ : memory_lru_;
     lru.push_front(name);
     entries_.emplace(name, Slot{std::move(recording), lru.begin()});
 }
 
 void ContentCache::insert_negative(const std::string& name, Clock::time_point until) {
     std::lock_guard lock(mutex_);
+    if (negative_order_.size() >= 2 * limits_.negative_cap) {
+        // Only stale duplicates can make the order list outgrow the map: rebuild it.
+        std::list<std::string> live;
+        for (const auto& n : negative_order_) {
+            if (negative_.count(n)) live.push_back(n);
+        }
+        negative_order_.swap(live);
+    }
     if (auto it = entries_.find(name); it != entries_.end()) erase(it);
     // The order list may hold stale duplicates; purge_expired skips them.
     while (negative_.size() >= limits_.negative_cap && !negative_order_.empty()) {
@@ -88,15 +89,22 @@ void ContentCache::insert_negative(const std::string& name, Clock::time_point un
     negative_order_.push_back(name);
 }
 
-bool ContentCache::reserve_disk(std::uint64_t bytes) {
+bool ContentCache::reserve(ByteBudget& budget, std::list<std::string>& lru, std::uint64_t bytes) {
+    if (budget.try_reserve(bytes)) return true;
     std::lock_guard lock(mutex_);
-    while (!disk_budget_->try_reserve(bytes)) {
-        if (disk_lru_.empty()) return false;
-        // Pinned files free their space only on the last close, so this may take
+    while (!budget.try_reserve(bytes)) {
+        if (lru.empty()) return false;
+        // Pinned contents free their bytes only on the last close, so this may take
         // several evictions, or fail.
-        erase(entries_.find(disk_lru_.back()));
+        erase(entries_.find(lru.back()));
     }
     return true;
+}
+
+bool ContentCache::reserve_disk(std::uint64_t bytes) { return reserve(*disk_budget_, disk_lru_, bytes); }
+
+bool ContentCache::reserve_memory(std::uint64_t bytes) {
+    return reserve(*memory_budget_, memory_lru_, bytes);
 }
 
 std::vector<std::pair<std::string, CachedRecording>> ContentCache::list(Clock::time_point now) {
@@ -117,10 +125,7 @@ void ContentCache::clear() {
     negative_order_.clear();
 }
 
-std::uint64_t ContentCache::memory_bytes() const {
-    std::lock_guard lock(mutex_);
-    return memory_bytes_;
-}
+std::uint64_t ContentCache::memory_bytes() const { return memory_budget_->used(); }
 
 std::size_t ContentCache::size() const {
     std::lock_guard lock(mutex_);

@@ -20,4 +20,13 @@ bool SystemClock::sleep_for(duration d, api::CancelToken* cancel) {
     return !woken;
 }
 
+void SystemClock::wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                             time_point deadline) {
+    if (deadline == time_point::max()) {
+        cv.wait(lock);
+    } else {
+        cv.wait_until(lock, deadline);
+    }
+}
+
 }  // namespace euphoria::core

@@ -16,7 +16,7 @@ namespace euphoria::core {
 using api::ApiError;
 using api::ErrorKind;
 
-bool DiskBudget::try_reserve(std::uint64_t bytes) {
+bool ByteBudget::try_reserve(std::uint64_t bytes) {
     auto used = used_.load();
     do {
         if (used + bytes > cap_) return false;
@@ -24,14 +24,19 @@ bool DiskBudget::try_reserve(std::uint64_t bytes) {
     return true;
 }
 
-void DiskBudget::release(std::uint64_t bytes) noexcept { used_.fetch_sub(bytes); }
+void ByteBudget::release(std::uint64_t bytes) noexcept { used_.fetch_sub(bytes); }
 
 namespace {
 
 class MemoryContent final : public Content {
 public:
-    explicit MemoryContent(std::vector<std::byte> bytes)
-        : Content(bytes.size()), bytes_(std::move(bytes)) {}
+    MemoryContent(std::vector<std::byte> bytes, std::uint64_t reserved,
+                  std::shared_ptr<ByteBudget> budget)
+        : Content(bytes.size()), bytes_(std::move(bytes)), reserved_(reserved),
+          budget_(std::move(budget)) {}
+    ~MemoryContent() override { budget_->release(reserved_); }
+    MemoryContent(const MemoryContent&) = delete;
+    MemoryContent& operator=(const MemoryContent&) = delete;
     bool on_disk() const noexcept override { return false; }
     const std::byte* data() const noexcept override { return bytes_.data(); }
     long read(void* buf, std::size_t size, std::uint64_t offset) const override {
@@ -43,12 +48,14 @@ public:
 
 private:
     std::vector<std::byte> bytes_;
+    std::uint64_t reserved_;
+    std::shared_ptr<ByteBudget> budget_;
 };
 
 class DiskContent final : public Content {
 public:
     DiskContent(int fd, std::string path, std::uint64_t size, std::uint64_t reserved,
-                std::shared_ptr<DiskBudget> budget)
+                std::shared_ptr<ByteBudget> budget)
         : Content(size), fd_(fd), path_(std::move(path)), reserved_(reserved),
           budget_(std::move(budget)) {}
     ~DiskContent() override {
@@ -76,7 +83,7 @@ private:
     std::mutex mutex_;
     std::string path_;
     std::uint64_t reserved_;
-    std::shared_ptr<DiskBudget> budget_;
+    std::shared_ptr<ByteBudget> budget_;
 };
 
 // Grow the reservation in steps, so the budget is not asked on every 64 KiB block.
@@ -84,8 +91,9 @@ constexpr std::uint64_t reserve_step = 4 << 20;
 
 }  // namespace
 
-ContentBuilder::ContentBuilder(BuilderLimits limits, Reserve reserve)
-    : limits_(std::move(limits)), reserve_(std::move(reserve)) {}
+ContentBuilder::ContentBuilder(BuilderLimits limits, Reserve reserve_memory, Reserve reserve_disk)
+    : limits_(std::move(limits)), reserve_memory_(std::move(reserve_memory)),
+      reserve_disk_(std::move(reserve_disk)) {}
 
 ContentBuilder::~ContentBuilder() { discard(); }
 
@@ -102,12 +110,27 @@ void ContentBuilder::discard() noexcept {
     }
     memory_.clear();
     memory_.shrink_to_fit();
+    release_memory();
     written_ = 0;
     riff_total_.reset();
     complete_ = false;
 }
 
 void ContentBuilder::reset() { discard(); }
+
+bool ContentBuilder::reserve_memory(std::uint64_t end) {
+    if (end <= memory_reserved_) return true;
+    if (!reserve_memory_(end - memory_reserved_)) return false;
+    memory_reserved_ = end;
+    return true;
+}
+
+void ContentBuilder::release_memory() noexcept {
+    if (memory_reserved_) {
+        limits_.memory_budget->release(memory_reserved_);
+        memory_reserved_ = 0;
+    }
+}
 
 void ContentBuilder::spill_to_disk() {
     // mkostemp picks a fresh 0600 name: recording names are personal data and stay
@@ -123,19 +146,22 @@ void ContentBuilder::spill_to_disk() {
     std::vector<std::byte> held;
     held.swap(memory_);
     if (!held.empty()) write_file(held.data(), held.size(), 0);
+    held = {};
+    release_memory();
 }
 
 void ContentBuilder::write_file(const std::byte* data, std::size_t size, std::uint64_t offset) {
     const std::uint64_t end = offset + size;
     if (end > reserved_) {
-        // Reserve ahead (the RIFF size, or a step) so the budget is not asked for every
-        // block, but never more than the whole cap: that would evict everything.
+        // Reserve a step ahead so the budget is not asked for every block. Never by
+        // the RIFF size: a header may claim 4 GiB, and the bytes may never come.
         const auto cap = limits_.disk_budget->cap();
-        const std::uint64_t ahead = riff_total_ ? *riff_total_ : reserved_ + std::min(reserve_step, cap / 16);
+        const std::uint64_t ahead = reserved_ + std::max<std::uint64_t>(1, std::min(reserve_step, cap / 16));
         std::uint64_t target = std::max(end, std::min(ahead, cap));
-        if (!reserve_(target - reserved_)) {
+        // Only bytes that arrived may evict others; the step ahead takes free room.
+        if (!limits_.disk_budget->try_reserve(target - reserved_)) {
             target = end;
-            if (!reserve_(target - reserved_)) {
+            if (!reserve_disk_(target - reserved_)) {
                 throw ApiError(ENOSPC, ErrorKind::local, "the cache is full (cache_size)");
             }
         }
@@ -166,12 +192,16 @@ void ContentBuilder::write(std::span<const std::byte> bytes) {
             riff_total_ = std::uint64_t(riff) + 8;
             if (fd_ < 0 && *riff_total_ > limits_.memory_max) {
                 spill_to_disk();
-            } else if (fd_ < 0) {
+            } else if (fd_ < 0 && reserve_memory(*riff_total_)) {
+                // Counted before it is allocated: the header is small enough to trust.
                 memory_.reserve(*riff_total_);
             }
         }
     }
-    if (fd_ < 0 && written_ + bytes.size() > limits_.memory_max) spill_to_disk();
+    if (fd_ < 0 && (written_ + bytes.size() > limits_.memory_max ||
+                    !reserve_memory(written_ + bytes.size()))) {
+        spill_to_disk();
+    }
     if (fd_ >= 0) {
         write_file(bytes.data(), bytes.size(), written_);
     } else {
@@ -187,12 +217,19 @@ std::shared_ptr<const Content> ContentBuilder::take() {
     complete_ = false;
     if (fd_ < 0) {
         memory_.shrink_to_fit();
-        auto content = std::make_shared<MemoryContent>(std::move(memory_));
+        // Give back what the RIFF size over-reserved; the content holds the rest.
+        if (memory_reserved_ > written_) {
+            limits_.memory_budget->release(memory_reserved_ - written_);
+            memory_reserved_ = written_;
+        }
+        auto content = std::make_shared<MemoryContent>(std::move(memory_), memory_reserved_,
+                                                       limits_.memory_budget);
         memory_ = {};
+        memory_reserved_ = 0;
         written_ = 0;
         return content;
     }
-    // Give back what the RIFF size over-reserved.
+    // Give back what the step ahead over-reserved.
     if (reserved_ > written_) {
         limits_.disk_budget->release(reserved_ - written_);
         reserved_ = written_;

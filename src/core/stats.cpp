@@ -38,6 +38,9 @@ std::vector<std::pair<std::string, std::uint64_t>> Stats::snapshot() const {
         {"passthrough", passthrough.load()},
         {"passthrough_opens", passthrough_opens.load()},
         {"read_requests", read_requests.load()},
+        {"exceeded_replies", exceeded_replies.load()},
+        {"budget", budget.load()},
+        {"pending", pending.load()},
     };
     for (std::size_t i = 0; i < tracked_errnos.size(); ++i) {
         out.emplace_back(std::string("errors_") + errno_names[i], errors[i].load());

@@ -25,6 +25,12 @@ bool FakeClock::sleep_for(duration d, api::CancelToken* cancel) {
     return true;
 }
 
+void FakeClock::wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                           time_point deadline) {
+    if (deadline != time_point::max() && now() >= deadline) return;
+    cv.wait_for(lock, 1ms);
+}
+
 void FakeClock::advance(duration d) {
     std::lock_guard lock(mutex_);
     now_ += d;

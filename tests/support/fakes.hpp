@@ -22,6 +22,10 @@ public:
     std::chrono::system_clock::time_point wall_now() override;
     // Advances time instead of waiting, and records the request.
     bool sleep_for(duration d, api::CancelToken* cancel) override;
+    // Time moves only by advance(), so this waits a real millisecond at a time and
+    // lets the caller look at now() again.
+    void wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                    time_point deadline) override;
     void advance(duration d);
     std::vector<duration> sleeps() const;
 

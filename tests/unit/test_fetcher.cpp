@@ -7,73 +7,16 @@
 #include <future>
 #include <thread>
 
-#include "euphoria/core/fetcher.hpp"
-#include "fakes.hpp"
-#include "temp_dir.hpp"
+#include "fetcher_rig.hpp"
 
 using namespace euphoria;
 using namespace std::chrono_literals;
 using test::FakeReply;
+using test::Rig;
+using test::bytes_of;
+using test::read_all;
+using test::riff_of;
 
-namespace {
-
-std::string bytes_of(std::size_t n, char seed) {
-    std::string s(n, '\0');
-    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i * 7);
-    return s;
-}
-
-std::string read_all(const core::Content& c) {
-    std::string out(c.size(), '\0');
-    REQUIRE(c.read(out.data(), out.size(), 0) == static_cast<long>(c.size()));
-    return out;
-}
-
-// A RIFF header claiming `total` bytes, then filler up to `total`.
-std::string riff_of(std::size_t total) {
-    std::string s = bytes_of(total, 'r');
-    const auto riff = static_cast<std::uint32_t>(total - 8);
-    s.replace(0, 4, "RIFF");
-    for (int i = 0; i < 4; ++i) s[4 + i] = static_cast<char>((riff >> (8 * i)) & 0xff);
-    return s;
-}
-
-struct Rig {
-    test::TempDir dir;
-    test::FakeClient client;
-    test::FakeClock clock;
-    core::Stats stats;
-    core::NullLogger logger;
-    std::shared_ptr<core::DiskBudget> budget;
-    std::unique_ptr<core::ContentCache> cache;
-    std::unique_ptr<core::Fetcher> fetcher;
-
-    explicit Rig(unsigned max_concurrent = 3, std::uint64_t mem_cap = 1 << 20,
-                 std::uint64_t memory_max = 256 << 10, std::uint64_t disk_cap = 8 << 20,
-                 std::string pattern = "*") {
-        budget = std::make_shared<core::DiskBudget>(disk_cap);
-        core::CacheLimits limits;
-        limits.memory_cap = mem_cap;
-        cache = std::make_unique<core::ContentCache>(limits, budget);
-        core::FetcherConfig config;
-        config.max_concurrent = max_concurrent;
-        config.ttl = 30s;
-        config.retry.retries = 3;
-        config.builder = {dir.path(), memory_max, budget};
-        config.names = core::NamePolicy(pattern);
-        fetcher = std::make_unique<core::Fetcher>(client, *cache, clock, stats, logger, config,
-                                                  [] { return 0.5; });
-    }
-    ~Rig() {
-        fetcher.reset();
-        cache.reset();
-    }
-    core::FetchResult get(const std::string& name, api::CancelToken* c = nullptr) {
-        return fetcher->get(name, c);
-    }
-};
-
-}  // namespace
 
 TEST_CASE("a fetched recording is served from memory within the TTL", "[core]") {
     Rig rig;
@@ -143,15 +86,6 @@ TEST_CASE("transient and permission failures are never cached", "[core][negative
         rig.client.script("a.WAV", {FakeReply::ok("fine")});
         CHECK(rig.get("a.WAV").error == 0);
         CHECK(rig.client.calls("a.WAV") == 5);
-    }
-    SECTION("busy becomes EAGAIN, then recovers") {
-        rig.client.script("a.WAV", {FakeReply::fail(EAGAIN, api::ErrorKind::busy)});
-        CHECK(rig.get("a.WAV").error == EAGAIN);
-        rig.client.script("a.WAV", {FakeReply::fail(EAGAIN, api::ErrorKind::busy),
-                                    FakeReply::ok("fine")});
-        auto r = rig.get("a.WAV");
-        REQUIRE(r.error == 0);
-        CHECK(read_all(*r.recording.content) == "fine");
     }
 }
 
@@ -248,8 +182,10 @@ TEST_CASE("the throttle serves its queue first in, first out", "[core][throttle]
           std::vector<std::string>{"n0", "n1", "n2", "n3", "n4", "n5", "n6"});
 }
 
-TEST_CASE("an interrupted waiter returns at once, queued or downloading", "[core][interrupt]") {
-    Rig rig(1);
+TEST_CASE("without a grace period an interrupted queued job never runs", "[core][interrupt]") {
+    Rig rig(1, 1 << 20, 256 << 10, 8 << 20, "*", [](core::FetcherConfig& c) {
+        c.interrupt_grace = 0ms;
+    });
     rig.client.script("slow.WAV", {FakeReply::ok("slow")});
     rig.client.script("queued.WAV", {FakeReply::ok("queued")});
     rig.client.hold();
@@ -290,8 +226,8 @@ TEST_CASE("an interrupted waiter does not cancel a download others wait for", "[
     CHECK(rig.client.calls("a.WAV") == 1);
 }
 
-TEST_CASE("the last waiter leaving cancels the transfer", "[core][interrupt]") {
-    Rig rig;
+TEST_CASE("without a grace period the last waiter leaving cancels the transfer", "[core][interrupt]") {
+    Rig rig([](core::FetcherConfig& c) { c.interrupt_grace = 0ms; });
     rig.client.script("a.WAV", {FakeReply::ok("x")});
     rig.client.hold();
     api::CancelToken cancel;

@@ -1,7 +1,9 @@
 #pragma once
-// The two cache tiers and the negative cache. Entries live for the TTL from the start
-// of their fetch; each tier evicts least recently used first. Evicting an entry only
-// drops the cache's reference: open handles keep their bytes.
+// The two cache tiers and the negative cache. Entries live for the TTL from the moment
+// their reply finished arriving (the API lets returned data be cached for 30 s); each
+// tier evicts least recently used first. Evicting an entry only drops the cache's
+// reference: open handles keep their bytes, and those bytes still count in the tier's
+// ByteBudget until the last handle lets go.
 
 #include <chrono>
 #include <cstdint>
@@ -24,7 +26,6 @@ struct CachedRecording {
 };
 
 struct CacheLimits {
-    std::uint64_t memory_cap = 64ull << 20;
     std::size_t negative_cap = 65536;  // bounds memory under a flood of misses
 };
 
@@ -37,22 +38,27 @@ public:
         Clock::time_point negative_until{};  // negative hit
     };
 
-    ContentCache(CacheLimits limits, std::shared_ptr<DiskBudget> disk_budget);
+    ContentCache(CacheLimits limits, std::shared_ptr<ByteBudget> memory_budget,
+                 std::shared_ptr<ByteBudget> disk_budget);
     ~ContentCache();
 
     // Drops what has expired by `now`, then looks `name` up and marks it used.
     Found find(const std::string& name, Clock::time_point now);
-    // Memory entries past the memory cap evict the least recently used first.
+    // Keeps `recording` until it expires or is evicted. Its bytes were counted in
+    // their tier's budget while they arrived.
     void insert(const std::string& name, CachedRecording recording, Clock::time_point now);
     void insert_negative(const std::string& name, Clock::time_point until);
     // Frees disk space for a download in progress by evicting disk entries, least
     // recently used first, and reserves `bytes` of the budget. False: no room.
     bool reserve_disk(std::uint64_t bytes);
+    // The same for the memory tier, evicting memory entries.
+    bool reserve_memory(std::uint64_t bytes);
     // Live (unexpired) recordings, for readdir.
     std::vector<std::pair<std::string, CachedRecording>> list(Clock::time_point now);
     // Forgets everything and unlinks every cache file (unmount, purge).
     void clear();
 
+    // Every recording byte held in memory: cached, pinned by open files, or arriving.
     std::uint64_t memory_bytes() const;
     std::size_t size() const;
 
@@ -65,18 +71,22 @@ private:
 
     void erase(Map::iterator it);           // requires mutex_
     void purge_expired(Clock::time_point now);  // requires mutex_
+    bool reserve(ByteBudget& budget, std::list<std::string>& lru, std::uint64_t bytes);
     std::list<std::string>& lru_for(const Slot& slot);
 
     const CacheLimits limits_;
-    const std::shared_ptr<DiskBudget> disk_budget_;
+    const std::shared_ptr<ByteBudget> memory_budget_;
+    const std::shared_ptr<ByteBudget> disk_budget_;
     // Guards everything below. Leaf lock: taken after Fetcher's mutex, never before.
     mutable std::mutex mutex_;
     Map entries_;
     std::list<std::string> memory_lru_;  // front is most recently used
     std::list<std::string> disk_lru_;
-    std::uint64_t memory_bytes_ = 0;
     std::unordered_map<std::string, Clock::time_point> negative_;
-    std::list<std::string> negative_order_;  // oldest first, to bound negative_
+    // Names in the order they were made negative, which is also the order they
+    // expire in (the TTL is one length for all, counted from insertion). May hold
+    // stale duplicates of names that were made negative again or erased.
+    std::list<std::string> negative_order_;
 };
 
 }  // namespace euphoria::core

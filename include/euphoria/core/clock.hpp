@@ -3,6 +3,8 @@
 // backoff schedule without waiting.
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 
 #include "euphoria/api/cancel.hpp"
 
@@ -18,6 +20,10 @@ public:
     virtual std::chrono::system_clock::time_point wall_now() = 0;
     // Returns false when `cancel` fired before the time was up.
     virtual bool sleep_for(duration d, api::CancelToken* cancel) = 0;
+    // Waits on `cv` (with `lock` held) until notified or until this clock reads
+    // `deadline`; may return early. time_point::max() waits for a notification only.
+    virtual void wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                            time_point deadline) = 0;
 };
 
 class SystemClock final : public Clock {
@@ -27,6 +33,8 @@ public:
         return std::chrono::system_clock::now();
     }
     bool sleep_for(duration d, api::CancelToken* cancel) override;
+    void wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lock,
+                    time_point deadline) override;
 };
 
 }  // namespace euphoria::core

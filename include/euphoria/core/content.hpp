@@ -17,11 +17,12 @@
 
 namespace euphoria::core {
 
-// Bytes on disk that the cache may use, across every live cache file. Shared with each
-// file, so space is given back when the last holder (cache or open handle) lets go.
-class DiskBudget {
+// Bytes a tier may hold, across every live content of that tier: cached, held only by
+// open files, or still being downloaded. Shared with each content, so the bytes are
+// given back when the last holder (cache or open handle) lets go.
+class ByteBudget {
 public:
-    explicit DiskBudget(std::uint64_t cap) : cap_(cap) {}
+    explicit ByteBudget(std::uint64_t cap) : cap_(cap) {}
     bool try_reserve(std::uint64_t bytes);
     void release(std::uint64_t bytes) noexcept;
     std::uint64_t used() const noexcept { return used_.load(); }
@@ -58,18 +59,22 @@ private:
 struct BuilderLimits {
     std::string cache_dir;         // where large recordings go
     std::uint64_t memory_max = 0;  // larger than this goes to disk
-    std::shared_ptr<DiskBudget> disk_budget;
+    std::shared_ptr<ByteBudget> memory_budget;
+    std::shared_ptr<ByteBudget> disk_budget;
 };
 
 // The api::Sink a download writes into. The RIFF header's size field tells early
 // whether a recording will fit in memory; without it, bytes move to disk once they
-// pass the memory limit.
+// pass the memory limit, or once the memory tier's budget has no room left.
+//
+// Budgets are taken as bytes arrive, never for what a header merely claims: a RIFF
+// size of 0xFFFFFFFF must not evict the whole disk tier before a byte is written.
 class ContentBuilder final : public api::Sink {
 public:
-    // `reserve` is asked for disk space before a file grows; it may evict to make room
-    // and returns false when there is none.
+    // Asked for budget before the bytes grow; may evict to make room, and returns
+    // false when there is none.
     using Reserve = std::function<bool(std::uint64_t)>;
-    ContentBuilder(BuilderLimits limits, Reserve reserve);
+    ContentBuilder(BuilderLimits limits, Reserve reserve_memory, Reserve reserve_disk);
     ~ContentBuilder() override;
 
     void reset() override;
@@ -85,13 +90,18 @@ private:
     void write_file(const std::byte* data, std::size_t size, std::uint64_t offset);
     void discard() noexcept;
 
+    bool reserve_memory(std::uint64_t end);
+    void release_memory() noexcept;
+
     BuilderLimits limits_;
-    Reserve reserve_;
+    Reserve reserve_memory_;
+    Reserve reserve_disk_;
     std::vector<std::byte> memory_;
     int fd_ = -1;
     std::string path_;
     std::uint64_t written_ = 0;
-    std::uint64_t reserved_ = 0;     // disk bytes taken from the budget so far
+    std::uint64_t memory_reserved_ = 0;  // memory bytes taken from its budget so far
+    std::uint64_t reserved_ = 0;         // disk bytes taken from the budget so far
     std::optional<std::uint64_t> riff_total_;
     std::byte header_[8]{};
     bool complete_ = false;

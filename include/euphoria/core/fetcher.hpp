@@ -1,13 +1,28 @@
 #pragma once
-// Turns a name into a cached recording. Concurrent requests for one name share one
-// upstream call, and a fixed pool of workers, fed first in first out, bounds the
-// calls in flight for the whole mount: the API allows three per tenant.
+// Turns a name into a cached recording, without ever making its caller wait.
+//
+// fetch() answers a cache hit at once; otherwise it registers a completion and
+// returns. The completion runs later on one of the Fetcher's own threads, so the FUSE
+// threads that asked are free at once for reads, releases and interrupts.
+//
+// Concurrent requests for one name share one download (a job). Jobs wait in one
+// first-in, first-out queue for a call slot. How many slots the mount may use is
+// learned from the tenant (CallBudget): "Concurrent API Calls Exceeded" means someone
+// else holds the tenant's slots, so the job goes back to the head of the queue, the
+// whole mount pauses and lowers its window, and callers wait up to busy_timeout
+// before they get EAGAIN. Real failures are retried by the RetryPolicy, as before.
+//
+// A job whose last waiter gave up (a FUSE interrupt) keeps going for
+// interrupt_grace, so that the reader's retry joins it instead of starting afresh.
 //
 // Built like CVMFS's Fetcher(cache, download, throttle): every collaborator is passed
 // in, so tests drive it with a fake client and a fake clock.
 
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,6 +32,7 @@
 
 #include "euphoria/api/client.hpp"
 #include "euphoria/core/cache.hpp"
+#include "euphoria/core/call_budget.hpp"
 #include "euphoria/core/clock.hpp"
 #include "euphoria/core/log.hpp"
 #include "euphoria/core/names.hpp"
@@ -32,37 +48,84 @@ struct FetcherConfig {
     unsigned max_concurrent = 3;
     std::chrono::seconds ttl{30};
     RetryPolicy retry;
+    // The mount-wide pause after "Concurrent API Calls Exceeded", by how many came in
+    // a row; only its delay() is used.
+    RetryPolicy busy_backoff{0, std::chrono::milliseconds(250), std::chrono::milliseconds(8000),
+                             std::chrono::milliseconds(0)};
+    // How long a caller waits while the tenant is full before EAGAIN.
+    std::chrono::milliseconds busy_timeout{60000};
+    // How long a download nobody waits for any more keeps going.
+    std::chrono::milliseconds interrupt_grace{5000};
+    // Requests that may wait for downloads at once; past it, EAGAIN at once.
+    std::size_t max_pending = 1024;
     BuilderLimits builder;
     NamePolicy names;
 };
 
 struct FetchResult {
     int error = 0;  // 0, or the errno for the caller
+    // The API said there is no such recording: the kernel may keep a negative entry
+    // until negative_until. Never set for a local fault or a transient failure.
+    bool negative = false;
     CachedRecording recording;
-    // With ENOENT: how long the kernel may keep the negative entry.
     Clock::time_point negative_until{};
     std::string message;  // why, for the log; never holds the key
 };
+
+// Names one registered wait, for cancel_wait(). 0: none (answered at once).
+using WaitId = std::uint64_t;
+// Called exactly once per fetch(), unless cancel_wait() took it back. Runs without
+// any Fetcher lock held; must not throw.
+using Completion = std::function<void(FetchResult)>;
 
 class Fetcher {
 public:
     Fetcher(api::Client& client, ContentCache& cache, Clock& clock, Stats& stats,
             Logger& logger, FetcherConfig config, Jitter jitter = default_jitter());
-    ~Fetcher();
+    ~Fetcher();  // shutdown()
     Fetcher(const Fetcher&) = delete;
     Fetcher& operator=(const Fetcher&) = delete;
 
-    // Blocks until the recording is cached or failed, or `cancel` fires (EINTR). An
-    // interrupted caller leaves a shared download running for the others.
+    // Calls `done` before returning for anything the cache or the name alone
+    // answers, and returns 0. Otherwise `done` runs later, on a Fetcher thread.
+    WaitId fetch(const std::string& name, Completion done);
+    // The caller gave up: its completion will not run, and it no longer counts as a
+    // waiter. False when the completion already ran or is running.
+    bool cancel_wait(WaitId id);
+
+    // fetch() and a wait for it; `cancel` firing gives EINTR. For tests and tools,
+    // never for a FUSE callback.
     FetchResult get(const std::string& name, api::CancelToken* cancel);
+
+    // Cancels every download, answers every waiter with ESHUTDOWN and stops the
+    // threads. Later fetches answer ESHUTDOWN. Idempotent.
+    void shutdown();
 
     const FetcherConfig& config() const noexcept { return config_; }
 
 private:
     struct Job;
+    using JobPtr = std::shared_ptr<Job>;
+    struct Waiter {
+        WaitId id;
+        Completion done;
+    };
+    enum class Outcome { finished, busy };
+
     void work();
-    FetchResult download(Job& job);
-    void abandon(const std::shared_ptr<Job>& job);  // requires mutex_
+    void keep_time();
+    // Requires mutex_. Fails queued jobs past their patience and drops or cancels
+    // jobs nobody has wanted for interrupt_grace; returns the completions to run.
+    std::vector<std::pair<Completion, FetchResult>> expire(Clock::time_point now);
+    Clock::time_point next_deadline() const;  // requires mutex_
+    bool may_start(Clock::time_point now) const;  // requires mutex_
+    // Requires mutex_: removes the job from jobs_ and queue_, hands back its waiters.
+    std::vector<Waiter> finish(const JobPtr& job);
+    void forget_job(const JobPtr& job);  // requires mutex_
+    // One job's calls, retries included. `admitted`: the API answered (the call had a
+    // slot), which is what grows the window.
+    Outcome download(Job& job, FetchResult& result, bool& admitted);
+    FetchResult from_cache(const std::string& name, Clock::time_point now, bool& answered);
 
     api::Client& client_;
     ContentCache& cache_;
@@ -72,15 +135,20 @@ private:
     const FetcherConfig config_;
     const Jitter jitter_;
 
-    // Guards jobs_, queue_, stopping_ and every Job's waiters/done/result. Lock order:
-    // mutex_, then ContentCache's mutex. Never held across an upstream call, and never
-    // held while (un)subscribing to a CancelToken whose callback takes it.
-    std::mutex mutex_;
-    std::condition_variable queue_cv_;
-    std::unordered_map<std::string, std::shared_ptr<Job>> jobs_;  // queued or running
-    std::deque<std::shared_ptr<Job>> queue_;
+    // Guards everything below, and every Job's fields but its CancelToken.
+    // Lock order: mutex_, then ContentCache's mutex. Never held across an upstream
+    // call, while a completion runs, or while cancelling a job's token (the client's
+    // cancel callback may take its own locks).
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;  // queue, budget, deadlines or stopping changed
+    std::unordered_map<std::string, JobPtr> jobs_;  // queued or running, by name
+    std::deque<JobPtr> queue_;
+    std::unordered_map<WaitId, JobPtr> waits_;  // every registered waiter's job
+    CallBudget budget_;
+    unsigned running_ = 0;
+    WaitId next_wait_ = 1;
     bool stopping_ = false;
-    std::vector<std::thread> workers_;
+    std::vector<std::thread> threads_;
 };
 
 }  // namespace euphoria::core

@@ -24,6 +24,9 @@ struct Stats {
     std::atomic<std::uint64_t> passthrough{0};  // 1 while the kernel may read cache files itself
     std::atomic<std::uint64_t> passthrough_opens{0};  // opens the kernel serves from our cache file
     std::atomic<std::uint64_t> read_requests{0};      // reads the kernel asked the daemon for
+    std::atomic<std::uint64_t> exceeded_replies{0};   // "Concurrent API Calls Exceeded" seen
+    std::atomic<std::uint64_t> budget{0};   // calls the mount may have in flight now (learned)
+    std::atomic<std::uint64_t> pending{0};  // requests waiting for a download
 
     // Errors handed to callers, by errno; the last slot counts any other errno.
     static constexpr std::array<int, 9> tracked_errnos{13, 2, 11, 5, 71, 110, 4, 28, 22};

@@ -16,9 +16,11 @@
 
 #include "euphoria/core/log.hpp"
 #include "euphoria/core/stats.hpp"
-#include "euphoria/fuse/inode_table.hpp"
+#include "euphoria/core/inode_table.hpp"
 
 namespace euphoria::fuse {
+
+using core::Ino;
 
 // The kernel registers backing files only for CAP_SYS_ADMIN. Without it there is no
 // point in asking for passthrough at INIT, which would cost the mount its stacking

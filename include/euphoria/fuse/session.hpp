@@ -8,11 +8,13 @@
 
 #include "euphoria/core/log.hpp"
 #include "euphoria/core/stats.hpp"
-#include "euphoria/fuse/filesystem.hpp"
+#include "euphoria/core/filesystem.hpp"
 
 struct fuse_session;
 
 namespace euphoria::fuse {
+
+struct Glue;  // the callbacks' view of the session (src/fuse/glue.hpp)
 
 struct SessionOptions {
     std::string mountpoint;
@@ -30,7 +32,7 @@ struct SessionOptions {
 class Session {
 public:
     // Creates the session and mounts it. Throws std::runtime_error with the reason.
-    Session(Filesystem& fs, core::Stats& stats, core::Logger& log, SessionOptions options);
+    Session(core::Filesystem& fs, core::Stats& stats, core::Logger& log, SessionOptions options);
     ~Session();  // unmounts
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -41,9 +43,9 @@ public:
     // Ends run() from another thread.
     void stop();
 
-    struct Glue;  // the callbacks' view of the session; defined in session.cpp
-
 private:
+    void teardown() noexcept;  // removes the signal handlers, unmounts
+
     struct SessionDeleter {
         void operator()(fuse_session* se) const noexcept;
     };

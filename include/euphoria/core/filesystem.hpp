@@ -1,0 +1,96 @@
+#pragma once
+// What each FUSE request means, computed without any libfuse type: the glue in
+// src/fuse decodes arguments, asks here, and replies. Modelled on libfuse's
+// passthrough_hp.cc, which splits do_lookup from its callback the same way, and on
+// mountpoint-s3, whose fs.rs is not tied to the fuser bindings.
+//
+// lookup() and open() may need a download. They never wait for it: they return at
+// once, and their reply function runs when the answer is known, on the thread that
+// completed the work (a FUSE reply may come from any thread).
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "euphoria/core/fetcher.hpp"
+#include "euphoria/core/inode_table.hpp"
+
+namespace euphoria::core {
+
+struct Ownership {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    mode_t umask = 0;
+};
+
+struct EntryAnswer {
+    int error = 0;
+    Ino ino = 0;  // 0 with no error: a negative entry the kernel may keep
+    struct stat attr {};
+    double timeout = 0;  // entry and attribute timeout, seconds
+};
+
+struct OpenAnswer {
+    int error = 0;
+    CachedRecording recording;  // what the handle pins until release
+    bool keep_cache = false;
+};
+
+struct DirEntry {
+    std::string name;
+    Ino ino;
+    mode_t mode;
+};
+
+// Replies return whether the kernel got the answer; false (the request was
+// interrupted and answered already, or the reply failed) undoes what the answer
+// promised, such as a lookup count.
+using EntryReply = std::function<bool(const EntryAnswer&)>;
+using OpenReply = std::function<bool(OpenAnswer&&)>;
+
+class Filesystem {
+public:
+    Filesystem(Fetcher& fetcher, ContentCache& cache, Stats& stats, Clock& clock, Ownership owner);
+
+    // Each returns the wait to cancel() on an interrupt, or 0 when `reply` already ran.
+    WaitId lookup(Ino parent, const std::string& name, EntryReply reply);
+    WaitId open(Ino ino, int flags, OpenReply reply);
+    // The request behind `id` was interrupted: its reply will not run. False when it
+    // already ran or is running.
+    bool cancel(WaitId id) { return fetcher_.cancel_wait(id); }
+
+    // Never calls upstream: an inode's attributes are those of the version it stands
+    // for. A player calling fstat on a file it holds past the TTL costs nothing.
+    EntryAnswer getattr(Ino ino);
+    void forget(Ino ino, std::uint64_t count) { inodes_.forget(ino, count); }
+    std::vector<DirEntry> readdir(Ino ino, int& error);
+    // Root xattrs: the counters. Returns the value, or sets error (ENODATA...).
+    std::string getxattr(Ino ino, const std::string& name, int& error);
+    std::string listxattr(Ino ino);
+
+    const InodeTable& inodes() const noexcept { return inodes_; }
+
+    static constexpr const char* xattr_prefix = "user.euphoria.";
+
+private:
+    struct stat root_attr() const;
+    struct stat file_attr(Ino ino, const InodeInfo& info) const;
+    double seconds_left(Clock::time_point until);
+    void answer_lookup(const std::string& name, FetchResult r, const EntryReply& reply);
+    void answer_open(Ino ino, const InodeInfo& info, FetchResult r, const OpenReply& reply);
+    void serve_open(Ino ino, CachedRecording recording, const OpenReply& reply);
+
+    Fetcher& fetcher_;
+    ContentCache& cache_;
+    Stats& stats_;
+    Clock& clock_;
+    const Ownership owner_;
+    const std::chrono::system_clock::time_point mounted_at_;
+    InodeTable inodes_;
+};
+
+}  // namespace euphoria::core

@@ -1,0 +1,208 @@
+#include "euphoria/core/filesystem.hpp"
+
+#include <fcntl.h>
+
+#include <cerrno>
+
+namespace euphoria::core {
+
+namespace {
+
+timespec to_timespec(std::chrono::system_clock::time_point t) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch());
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(ns.count() / 1000000000);
+    ts.tv_nsec = static_cast<long>(ns.count() % 1000000000);
+    return ts;
+}
+
+EntryAnswer entry_error(int err) {
+    EntryAnswer a;
+    a.error = err;
+    return a;
+}
+
+OpenAnswer open_error(int err) {
+    OpenAnswer a;
+    a.error = err;
+    return a;
+}
+
+}  // namespace
+
+Filesystem::Filesystem(Fetcher& fetcher, ContentCache& cache, Stats& stats, Clock& clock,
+                       Ownership owner)
+    : fetcher_(fetcher), cache_(cache), stats_(stats), clock_(clock), owner_(owner),
+      mounted_at_(clock.wall_now()) {}
+
+double Filesystem::seconds_left(Clock::time_point until) {
+    const auto left = until - clock_.now();
+    return left.count() <= 0 ? 0.0 : std::chrono::duration<double>(left).count();
+}
+
+struct stat Filesystem::root_attr() const {
+    struct stat st {};
+    st.st_ino = root_ino;
+    st.st_mode = S_IFDIR | (0555 & ~owner_.umask);
+    st.st_nlink = 2;
+    st.st_uid = owner_.uid;
+    st.st_gid = owner_.gid;
+    st.st_atim = st.st_mtim = st.st_ctim = to_timespec(mounted_at_);
+    st.st_blksize = 1 << 20;
+    return st;
+}
+
+struct stat Filesystem::file_attr(Ino ino, const InodeInfo& info) const {
+    struct stat st {};
+    st.st_ino = ino;
+    st.st_mode = S_IFREG | (0444 & ~owner_.umask);
+    st.st_nlink = 1;
+    st.st_uid = owner_.uid;
+    st.st_gid = owner_.gid;
+    st.st_size = static_cast<off_t>(info.size);
+    st.st_blocks = (st.st_size + 511) / 512;
+    st.st_blksize = 1 << 20;
+    st.st_atim = st.st_mtim = st.st_ctim = to_timespec(info.mtime);
+    return st;
+}
+
+WaitId Filesystem::lookup(Ino parent, const std::string& name, EntryReply reply) {
+    if (parent != root_ino) {
+        reply(entry_error(ENOENT));
+        return 0;
+    }
+    return fetcher_.fetch(name, [this, name, reply = std::move(reply)](FetchResult r) {
+        answer_lookup(name, std::move(r), reply);
+    });
+}
+
+void Filesystem::answer_lookup(const std::string& name, FetchResult r, const EntryReply& reply) {
+    EntryAnswer a;
+    try {
+        if (r.negative) {
+            // A negative entry: the kernel answers repeats itself until the TTL ends.
+            a.timeout = seconds_left(r.negative_until);
+        } else if (r.error) {
+            a.error = r.error;
+        } else {
+            a.ino = inodes_.acquire(name, r.recording, true, clock_.now());
+            a.attr = file_attr(a.ino, InodeInfo{name, r.recording.content->size(),
+                                                r.recording.mtime, r.recording.expires_at});
+            // Never longer than the data may be cached: the kernel asks again after that.
+            a.timeout = seconds_left(r.recording.expires_at);
+        }
+    } catch (...) {
+        a = entry_error(EIO);
+    }
+    if (!reply(a) && a.ino) inodes_.forget(a.ino, 1);
+}
+
+EntryAnswer Filesystem::getattr(Ino ino) {
+    EntryAnswer a;
+    a.ino = ino;
+    if (ino == root_ino) {
+        a.attr = root_attr();
+        a.timeout = 1.0;
+        return a;
+    }
+    auto info = inodes_.find(ino);
+    if (!info) {
+        a.error = ENOENT;
+        return a;
+    }
+    a.attr = file_attr(ino, *info);
+    a.timeout = seconds_left(info->expires_at);
+    return a;
+}
+
+WaitId Filesystem::open(Ino ino, int flags, OpenReply reply) {
+    if (ino == root_ino) {
+        reply(open_error(EISDIR));
+        return 0;
+    }
+    if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND))) {
+        reply(open_error(EROFS));
+        return 0;
+    }
+    auto info = inodes_.find(ino);
+    if (!info) {
+        reply(open_error(ENOENT));
+        return 0;
+    }
+    // The open that follows a lookup gets what that lookup answered, even when the
+    // cache did not keep it (cache_ttl=0, or a TTL that ran out on the way).
+    if (auto recent = inodes_.recent(ino, clock_.now())) {
+        serve_open(ino, std::move(*recent), reply);
+        return 0;
+    }
+    // Through the cache: an expired entry is fetched again here.
+    return fetcher_.fetch(info->name, [this, ino, info = *info, reply = std::move(reply)](FetchResult r) {
+        answer_open(ino, info, std::move(r), reply);
+    });
+}
+
+void Filesystem::answer_open(Ino ino, const InodeInfo& info, FetchResult r, const OpenReply& reply) {
+    if (r.error) {
+        reply(open_error(r.error));
+        return;
+    }
+    if (r.recording.content->size() != info.size || r.recording.mtime != info.mtime) {
+        // A new version under this inode's name: ESTALE makes the kernel look the
+        // name up again, which gives the new version its own inode.
+        reply(open_error(ESTALE));
+        return;
+    }
+    serve_open(ino, std::move(r.recording), reply);
+}
+
+void Filesystem::serve_open(Ino ino, CachedRecording recording, const OpenReply& reply) {
+    OpenAnswer a;
+    try {
+        a.keep_cache = inodes_.same_as_last_served(ino, recording.content);
+        a.recording = std::move(recording);
+    } catch (...) {
+        a = open_error(EIO);
+    }
+    reply(std::move(a));
+}
+
+std::vector<DirEntry> Filesystem::readdir(Ino ino, int& error) {
+    std::vector<DirEntry> out;
+    if (ino != root_ino) {
+        error = ENOTDIR;
+        return out;
+    }
+    error = 0;
+    out.push_back({".", root_ino, S_IFDIR});
+    out.push_back({"..", root_ino, S_IFDIR});
+    const auto now = clock_.now();
+    for (auto& [name, rec] : cache_.list(now)) {
+        out.push_back({name, inodes_.acquire(name, rec, false, now), S_IFREG});
+    }
+    return out;
+}
+
+std::string Filesystem::getxattr(Ino ino, const std::string& name, int& error) {
+    error = 0;
+    if (ino == root_ino && name.rfind(xattr_prefix, 0) == 0) {
+        const auto key = name.substr(std::char_traits<char>::length(xattr_prefix));
+        for (const auto& [k, v] : stats_.snapshot()) {
+            if (k == key) return std::to_string(v);
+        }
+    }
+    error = ENODATA;
+    return {};
+}
+
+std::string Filesystem::listxattr(Ino ino) {
+    std::string list;
+    if (ino != root_ino) return list;
+    for (const auto& [k, v] : stats_.snapshot()) {
+        list += xattr_prefix;
+        list += k;
+        list.push_back('\0');
+    }
+    return list;
+}
+
+}  // namespace euphoria::core

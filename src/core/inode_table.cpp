@@ -1,0 +1,104 @@
+#include "euphoria/core/inode_table.hpp"
+
+namespace euphoria::core {
+
+Ino InodeTable::acquire(const std::string& name, const CachedRecording& recording, bool lookup,
+                        Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    unpin_expired(now);
+    const auto size = recording.content->size();
+    auto current = by_name_.find(name);
+    Node* node = nullptr;
+    if (current != by_name_.end()) {
+        node = &nodes_.at(current->second);
+        if (node->info.size != size || node->info.mtime != recording.mtime) node = nullptr;
+    }
+    Ino ino = 0;
+    if (node) {
+        ino = current->second;
+    } else {
+        ino = next_++;
+        node = &nodes_[ino];
+        node->info.name = name;
+        node->info.size = size;
+        node->info.mtime = recording.mtime;
+        by_name_[name] = ino;
+        if (!lookup) {
+            unreferenced_.push_back(ino);
+            while (unreferenced_.size() > max_unreferenced) {
+                const Ino old = unreferenced_.front();
+                unreferenced_.pop_front();
+                if (auto it = nodes_.find(old); it != nodes_.end() && it->second.lookups == 0) erase(old);
+            }
+        }
+    }
+    node->info.expires_at = recording.expires_at;
+    if (lookup) {
+        ++node->lookups;
+        node->recent = recording;
+        node->recent_until = now + open_window;
+        pins_.emplace_back(node->recent_until, ino);
+    }
+    return ino;
+}
+
+void InodeTable::unpin_expired(Clock::time_point now) {
+    while (!pins_.empty() && pins_.front().first <= now) {
+        if (auto it = nodes_.find(pins_.front().second);
+            it != nodes_.end() && it->second.recent_until <= now) {
+            it->second.recent = {};
+        }
+        pins_.pop_front();
+    }
+}
+
+std::optional<InodeInfo> InodeTable::find(Ino ino) const {
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end()) return std::nullopt;
+    return it->second.info;
+}
+
+std::optional<CachedRecording> InodeTable::recent(Ino ino, Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    unpin_expired(now);
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end() || !it->second.recent.content || it->second.recent_until <= now) {
+        return std::nullopt;
+    }
+    return it->second.recent;
+}
+
+void InodeTable::erase(Ino ino) {
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end()) return;
+    if (auto cur = by_name_.find(it->second.info.name); cur != by_name_.end() && cur->second == ino) {
+        by_name_.erase(cur);
+    }
+    nodes_.erase(it);
+}
+
+void InodeTable::forget(Ino ino, std::uint64_t count) {
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end()) return;
+    auto& node = it->second;
+    node.lookups = count >= node.lookups ? 0 : node.lookups - count;
+    if (node.lookups == 0 && count > 0) erase(ino);
+}
+
+bool InodeTable::same_as_last_served(Ino ino, const std::shared_ptr<const Content>& content) {
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end()) return false;
+    const bool same = it->second.served.lock() == content;
+    it->second.served = content;
+    return same;
+}
+
+std::size_t InodeTable::size() const {
+    std::lock_guard lock(mutex_);
+    return nodes_.size();
+}
+
+}  // namespace euphoria::core

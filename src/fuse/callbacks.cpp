@@ -1,0 +1,365 @@
+// The thin layer: each callback decodes its arguments, asks core::Filesystem, and
+// replies, now or later from the thread that finished the work. No callback waits
+// on the network, and no exception crosses into libfuse's C frames.
+
+#include <fcntl.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <memory>
+#include <vector>
+
+#include "glue.hpp"
+#include "pending_reply.hpp"
+
+namespace euphoria::fuse {
+
+namespace {
+
+using core::DirEntry;
+using core::EntryAnswer;
+using core::Ino;
+using core::OpenAnswer;
+
+Glue& glue_of(fuse_req_t req) { return *static_cast<Glue*>(fuse_req_userdata(req)); }
+core::Filesystem& fs_of(fuse_req_t req) { return glue_of(req).fs; }
+
+// Runs a callback body; anything thrown becomes an error reply instead of crossing
+// into C. Only for bodies that have not replied when they throw.
+template <class F>
+void guarded(fuse_req_t req, F&& body) {
+    try {
+        body();
+    } catch (const std::bad_alloc&) {
+        fuse_reply_err(req, ENOMEM);
+    } catch (...) {
+        fuse_reply_err(req, EIO);
+    }
+}
+
+// Starts work whose reply comes later. `begin` returns the wait to cancel on an
+// interrupt; if it throws, whoever claims the reply first answers.
+template <class F>
+void start_pending(fuse_req_t req, F&& begin) {
+    auto pending = PendingReply::create(req, fs_of(req));
+    if (!pending->arm()) return;
+    try {
+        pending->set_wait(begin(pending));
+    } catch (const std::bad_alloc&) {
+        if (pending->take()) fuse_reply_err(req, ENOMEM);
+    } catch (...) {
+        if (pending->take()) fuse_reply_err(req, EIO);
+    }
+}
+
+// FUSE carries our per-open state as a 64-bit integer.
+template <class T>
+T& handle_of(const fuse_file_info* fi) {
+    return *reinterpret_cast<T*>(fi->fh);  // NOLINT(performance-no-int-to-ptr)
+}
+
+struct OpenFile {
+    core::CachedRecording recording;  // pins the bytes until release
+    int backing_id = 0;               // > 0: the kernel reads our cache file itself
+};
+
+struct OpenDir {
+    std::vector<DirEntry> entries;  // a snapshot, so offsets stay stable
+};
+
+void on_init(void*, fuse_conn_info* conn) {
+    // Large reads: one request per MiB instead of per 128 KiB.
+    conn->max_readahead = 1 << 20;
+    conn->max_read = 1 << 20;  // must match the max_read mount option
+    if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+    // Without this the kernel sends one lookup at a time per folder, and every
+    // recording lives in one folder: the three upstream slots would never fill.
+    // (libfuse 3.14 drops it from its reply; ReplyAmender puts it back.)
+    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    // Never let the kernel cache a negative or positive entry beyond what we say.
+    conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+// 0 when the kernel got it.
+int reply_entry(fuse_req_t req, const EntryAnswer& a) {
+    if (a.error) return fuse_reply_err(req, a.error);
+    fuse_entry_param e{};
+    e.ino = a.ino;
+    e.attr = a.attr;
+    e.attr_timeout = a.timeout;
+    e.entry_timeout = a.timeout;
+    return fuse_reply_entry(req, &e);
+}
+
+void on_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+    guarded(req, [&] {
+        start_pending(req, [&](const std::shared_ptr<PendingReply>& pending) {
+            return fs_of(req).lookup(parent, name, [pending](const EntryAnswer& a) {
+                return pending->take() && reply_entry(pending->req(), a) == 0;
+            });
+        });
+    });
+}
+
+void on_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+    try {
+        fs_of(req).forget(ino, nlookup);
+    } catch (...) {
+    }
+    fuse_reply_none(req);
+}
+
+void on_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+    try {
+        for (size_t i = 0; i < count; ++i) fs_of(req).forget(forgets[i].ino, forgets[i].nlookup);
+    } catch (...) {
+    }
+    fuse_reply_none(req);
+}
+
+void on_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+    guarded(req, [&] {
+        const auto a = fs_of(req).getattr(ino);
+        if (a.error) {
+            fuse_reply_err(req, a.error);
+        } else {
+            fuse_reply_attr(req, &a.attr, a.timeout);
+        }
+    });
+}
+
+// A passthrough grant for one open: the backing id its reply must carry.
+struct Grant {
+    int backing_id = 0;  // 0: a cached open
+    std::uint64_t ticket = 0;
+};
+
+// Passthrough for content in a disk-cache file, once the kernel agreed to it.
+Grant open_backing(Glue& g, Ino ino, const OpenFile& file) {
+    if (!g.backing || !g.amender.passthrough_active()) return {};
+    Grant grant;
+    grant.backing_id = g.backing->acquire(ino, file.recording.content->fd());
+    if (grant.backing_id > 0) {
+        try {
+            grant.ticket = g.amender.promise_backing(reinterpret_cast<std::uint64_t>(&file),
+                                                     grant.backing_id);
+        } catch (...) {
+            g.backing->release(ino, grant.backing_id);
+            throw;
+        }
+    }
+    return grant;
+}
+
+void close_backing(Glue& g, Ino ino, int backing_id) noexcept {
+    if (g.backing && g.amender.passthrough_active()) g.backing->release(ino, backing_id);
+}
+
+// Replies to an open with a handle for `a`; true when the kernel got it. Runs on
+// whichever thread finished the open.
+bool send_open(Glue& g, fuse_req_t req, Ino ino, fuse_file_info fi, OpenAnswer&& a) {
+    if (a.error) return fuse_reply_err(req, a.error) == 0;
+    auto file = std::make_unique<OpenFile>(OpenFile{std::move(a.recording)});
+    fi.fh = reinterpret_cast<uint64_t>(file.get());
+    fi.keep_cache = a.keep_cache;
+    const Grant grant = open_backing(g, ino, *file);
+    file->backing_id = grant.backing_id;
+    // Once the reply is written the kernel owns the handle: a quick reader can
+    // close it, and release() delete it, before fuse_reply_open returns. So
+    // nothing below touches the file, and nothing below may throw.
+    OpenFile* handed = file.release();
+    const bool sent = fuse_reply_open(req, &fi) == 0;
+    const bool unused = grant.backing_id > 0 && g.amender.withdraw(fi.fh, grant.ticket);
+    if (!sent) {
+        // Not delivered (the connection is being torn down): no file, no release.
+        close_backing(g, ino, grant.backing_id);
+        delete handed;  // NOLINT(cppcoreguidelines-owning-memory)
+        return false;
+    }
+    if (grant.backing_id == 0) return true;
+    if (!unused) {
+        g.stats.passthrough_opens.fetch_add(1, std::memory_order_relaxed);
+        return true;
+    }
+    try {
+        g.log.log(core::LogLevel::error, "a passthrough open went out without its backing id");
+    } catch (...) {
+    }
+    return true;
+}
+
+void on_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, [&] {
+        auto& g = glue_of(req);
+        // *fi lives in libfuse's dispatching frame, gone once this returns.
+        const fuse_file_info info = *fi;
+        start_pending(req, [&](const std::shared_ptr<PendingReply>& pending) {
+            return g.fs.open(ino, info.flags, [pending, &g, ino, info](OpenAnswer&& a) {
+                if (!pending->take()) return false;
+                try {
+                    return send_open(g, pending->req(), ino, info, std::move(a));
+                } catch (const std::bad_alloc&) {
+                    fuse_reply_err(pending->req(), ENOMEM);
+                } catch (...) {
+                    fuse_reply_err(pending->req(), EIO);
+                }
+                return false;
+            });
+        });
+    });
+}
+
+void on_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+    guarded(req, [&] {
+        glue_of(req).stats.read_requests.fetch_add(1, std::memory_order_relaxed);
+        const auto& content = *handle_of<OpenFile>(fi).recording.content;
+        const auto total = content.size();
+        if (off < 0 || static_cast<std::uint64_t>(off) >= total) {
+            fuse_reply_buf(req, nullptr, 0);
+            return;
+        }
+        const auto n = std::min<std::uint64_t>(size, total - static_cast<std::uint64_t>(off));
+        if (const auto* bytes = content.data()) {
+            fuse_reply_buf(req, reinterpret_cast<const char*>(bytes) + off, n);
+            return;
+        }
+        // The disk tier: libfuse splices from the cache file when it can.
+        fuse_bufvec buf = FUSE_BUFVEC_INIT(n);
+        buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+        buf.buf[0].fd = content.fd();
+        buf.buf[0].pos = off;
+        fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+    });
+}
+
+void on_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    std::unique_ptr<OpenFile> file(&handle_of<OpenFile>(fi));
+    close_backing(glue_of(req), ino, file->backing_id);
+    fuse_reply_err(req, 0);
+}
+
+void on_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    guarded(req, [&] {
+        int error = 0;
+        auto dir = std::make_unique<OpenDir>(OpenDir{fs_of(req).readdir(ino, error)});
+        if (error) {
+            fuse_reply_err(req, error);
+            return;
+        }
+        fi->fh = reinterpret_cast<uint64_t>(dir.get());
+        if (fuse_reply_open(req, fi) == 0) [[maybe_unused]] auto* owned = dir.release();
+    });
+}
+
+void on_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+    guarded(req, [&] {
+        const auto& entries = handle_of<OpenDir>(fi).entries;
+        std::vector<char> buf(size);
+        size_t used = 0;
+        for (auto i = static_cast<size_t>(std::max<off_t>(off, 0)); i < entries.size(); ++i) {
+            struct stat st {};
+            st.st_ino = entries[i].ino;
+            st.st_mode = entries[i].mode;
+            const size_t need = fuse_add_direntry(req, buf.data() + used, size - used,
+                                                  entries[i].name.c_str(), &st,
+                                                  static_cast<off_t>(i + 1));
+            if (need > size - used) break;
+            used += need;
+        }
+        fuse_reply_buf(req, buf.data(), used);
+    });
+}
+
+void on_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    delete &handle_of<OpenDir>(fi);
+    fuse_reply_err(req, 0);
+}
+
+void on_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+    guarded(req, [&] {
+        int error = 0;
+        auto value = fs_of(req).getxattr(ino, name, error);
+        if (error) {
+            fuse_reply_err(req, error);
+        } else if (size == 0) {
+            fuse_reply_xattr(req, value.size());
+        } else if (size < value.size()) {
+            fuse_reply_err(req, ERANGE);
+        } else {
+            fuse_reply_buf(req, value.data(), value.size());
+        }
+    });
+}
+
+void on_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+    guarded(req, [&] {
+        auto list = fs_of(req).listxattr(ino);
+        if (size == 0) {
+            fuse_reply_xattr(req, list.size());
+        } else if (size < list.size()) {
+            fuse_reply_err(req, ERANGE);
+        } else {
+            fuse_reply_buf(req, list.data(), list.size());
+        }
+    });
+}
+
+void on_statfs(fuse_req_t req, fuse_ino_t) {
+    struct statvfs st {};
+    st.f_bsize = st.f_frsize = 4096;
+    st.f_namemax = 255;
+    fuse_reply_statfs(req, &st);
+}
+
+// Every way of changing the tree: the mount is read-only.
+void on_setattr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) { fuse_reply_err(req, EROFS); }
+void on_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { fuse_reply_err(req, EROFS); }
+void on_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { fuse_reply_err(req, EROFS); }
+void on_unlink(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void on_rmdir(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void on_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void on_rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) { fuse_reply_err(req, EROFS); }
+void on_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void on_create(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) { fuse_reply_err(req, EROFS); }
+void on_setxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { fuse_reply_err(req, EROFS); }
+void on_removexattr(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void on_write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) { fuse_reply_err(req, EROFS); }
+
+}  // namespace
+
+const fuse_lowlevel_ops& operations() {
+    static const fuse_lowlevel_ops ops = [] {
+        fuse_lowlevel_ops o{};
+        o.init = on_init;
+        o.lookup = on_lookup;
+        o.forget = on_forget;
+        o.forget_multi = on_forget_multi;
+        o.getattr = on_getattr;
+        o.open = on_open;
+        o.read = on_read;
+        o.release = on_release;
+        o.opendir = on_opendir;
+        o.readdir = on_readdir;
+        o.releasedir = on_releasedir;
+        o.getxattr = on_getxattr;
+        o.listxattr = on_listxattr;
+        o.statfs = on_statfs;
+        o.setattr = on_setattr;
+        o.mknod = on_mknod;
+        o.mkdir = on_mkdir;
+        o.unlink = on_unlink;
+        o.rmdir = on_rmdir;
+        o.symlink = on_symlink;
+        o.rename = on_rename;
+        o.link = on_link;
+        o.create = on_create;
+        o.setxattr = on_setxattr;
+        o.removexattr = on_removexattr;
+        o.write = on_write;
+        return o;
+    }();
+    return ops;
+}
+
+}  // namespace euphoria::fuse

@@ -1,0 +1,80 @@
+#pragma once
+// A Fetcher over a fake client, a fake clock and a private cache folder, and the
+// byte helpers the core tests share.
+
+#include <catch2/catch.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "euphoria/core/fetcher.hpp"
+#include "fakes.hpp"
+#include "temp_dir.hpp"
+
+namespace euphoria::test {
+
+using namespace std::chrono_literals;
+
+
+inline std::string bytes_of(std::size_t n, char seed) {
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i * 7);
+    return s;
+}
+
+inline std::string read_all(const core::Content& c) {
+    std::string out(c.size(), '\0');
+    REQUIRE(c.read(out.data(), out.size(), 0) == static_cast<long>(c.size()));
+    return out;
+}
+
+// A RIFF header claiming `total` bytes, then filler up to `total`.
+inline std::string riff_of(std::size_t total) {
+    std::string s = bytes_of(total, 'r');
+    const auto riff = static_cast<std::uint32_t>(total - 8);
+    s.replace(0, 4, "RIFF");
+    for (int i = 0; i < 4; ++i) s[4 + i] = static_cast<char>((riff >> (8 * i)) & 0xff);
+    return s;
+}
+
+struct Rig {
+    TempDir dir;
+    FakeClient client;
+    FakeClock clock;
+    core::Stats stats;
+    core::NullLogger logger;
+    std::shared_ptr<core::ByteBudget> memory;
+    std::shared_ptr<core::ByteBudget> budget;  // the disk tier's
+    std::unique_ptr<core::ContentCache> cache;
+    std::unique_ptr<core::Fetcher> fetcher;
+
+    using Tweak = std::function<void(core::FetcherConfig&)>;
+
+    explicit Rig(unsigned max_concurrent = 3, std::uint64_t mem_cap = 1 << 20,
+                 std::uint64_t memory_max = 256 << 10, std::uint64_t disk_cap = 8 << 20,
+                 std::string pattern = "*", const Tweak& tweak = {}) {
+        memory = std::make_shared<core::ByteBudget>(mem_cap);
+        budget = std::make_shared<core::ByteBudget>(disk_cap);
+        cache = std::make_unique<core::ContentCache>(core::CacheLimits{}, memory, budget);
+        core::FetcherConfig config;
+        config.max_concurrent = max_concurrent;
+        config.ttl = 30s;
+        config.retry.retries = 3;
+        config.builder = {dir.path(), memory_max, memory, budget};
+        config.names = core::NamePolicy(pattern);
+        if (tweak) tweak(config);
+        fetcher = std::make_unique<core::Fetcher>(client, *cache, clock, stats, logger, config,
+                                                  [] { return 0.5; });
+    }
+    explicit Rig(const Tweak& tweak) : Rig(3, 1 << 20, 256 << 10, 8 << 20, "*", tweak) {}
+    ~Rig() {
+        fetcher.reset();
+        cache.reset();
+    }
+    core::FetchResult get(const std::string& name, api::CancelToken* c = nullptr) {
+        return fetcher->get(name, c);
+    }
+};
+
+}  // namespace euphoria::test
