@@ -42,6 +42,9 @@ po::options_description mount_options() {
         ("max-concurrent", po::value<unsigned>(), "upstream calls in flight, 1 to 3 (default 3)")
         ("timeout", po::value<unsigned>(), "connect and stall timeout in seconds, 1 to 3600 (default 30)")
         ("retries", po::value<unsigned>(), "retries of a transient failure, 0 to 10 (default 3)")
+        ("busy-timeout", po::value<unsigned>(), "seconds a read waits while the tenant is busy (Concurrent API Calls Exceeded) before EAGAIN, 0 to 3600 (default 60)")
+        ("max-pending", po::value<unsigned>(), "lookups and opens that may wait for downloads at once, more get EAGAIN, 1 to 65536 (default 1024)")
+        ("interrupt-grace", po::value<unsigned>(), "seconds a download goes on once all its readers were interrupted, 0 to 60 (default 5)")
         ("name-pattern", po::value<std::string>(), "glob of names that may go upstream (default *)")
         ("foreground", "stay in the foreground and log to stderr")
         ("debug", "verbose logging, including libfuse's; implies foreground")
@@ -226,6 +229,12 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
     if (cfg.tenant.empty() || cfg.tenant.find_first_of("/<>&\"' \t\n") != std::string::npos) {
         throw UsageError("TENANT must be the tenant's one-word name, not '" + cfg.tenant + "'");
     }
+    // The tenant names the default cache folder (/var/cache/euphoria/TENANT): "." and
+    // ".." would make that the parent folder itself, or the one above it.
+    if (cfg.tenant == "." || cfg.tenant == "..") {
+        throw UsageError("TENANT must be the tenant's one-word name, not '" + cfg.tenant +
+                         "': '.' and '..' name folders, not tenants");
+    }
 
     auto str = [&](const char* name, std::string& out) {
         if (vm.count(name)) out = vm[name].as<std::string>();
@@ -240,6 +249,11 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
     if (vm.count("max-concurrent")) cfg.max_concurrent = in_range<unsigned>(vm, "max-concurrent", 1, 3);
     if (vm.count("timeout")) cfg.timeout = in_range<unsigned>(vm, "timeout", 1, 3600);
     if (vm.count("retries")) cfg.retries = in_range<unsigned>(vm, "retries", 0, 10);
+    if (vm.count("busy-timeout")) cfg.busy_timeout = in_range<unsigned>(vm, "busy-timeout", 0, 3600);
+    if (vm.count("max-pending")) cfg.max_pending = in_range<unsigned>(vm, "max-pending", 1, 65536);
+    if (vm.count("interrupt-grace")) {
+        cfg.interrupt_grace = in_range<unsigned>(vm, "interrupt-grace", 0, 60);
+    }
     if (vm.count("mem-cache-size")) {
         cfg.mem_cache_size = parse_size("mem_cache_size", vm["mem-cache-size"].as<std::string>());
     }

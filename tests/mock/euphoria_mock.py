@@ -482,7 +482,16 @@ class Tenant:
     deny: bool = False
     with_status: bool | None = None  # None: the global setting
     missing_mode: str | None = None  # None: the global setting
-    in_flight: int = 0
+    in_flight: int = 0  # our calls holding a slot now (never the holds below)
+    max_in_flight: int = 0  # since the last reset
+    # Slots a foreign client holds (POST /hold): [slots, monotonic expiry] each. They
+    # count toward the limit like calls, but are not calls: never in calls/in_flight.
+    holds: list[list] = dataclasses.field(default_factory=list)
+
+    def held(self, now: float) -> int:
+        """Slots held by foreign clients now; drops holds that have run out."""
+        self.holds = [h for h in self.holds if h[1] > now]
+        return sum(h[0] for h in self.holds)
 
 
 @dataclasses.dataclass
@@ -494,6 +503,7 @@ class Config:
     wrap: int = 0
     with_status: bool = False
     missing_mode: str = "empty"
+    pace: int = 0  # bytes/s of a recording reply's body; 0: as fast as possible
 
     def public(self) -> dict:
         return dataclasses.asdict(self)
@@ -512,6 +522,7 @@ class Admission:
     recording: Recording | None = None
     shape: str = "callrecording"
     wrap: int = 0
+    pace: int = 0
 
 
 class Counters:
@@ -659,9 +670,13 @@ class MockState:
     def stats(self) -> dict:
         with self._lock:
             c = self._counters
+            now = time.monotonic()
+            tenants = {t.name: {"in_flight": t.in_flight, "max_in_flight": t.max_in_flight,
+                                "held": t.held(now)} for t in self._tenants.values()}
             return {
                 "calls": dict(c.calls), "total_calls": c.total_calls,
                 "in_flight": self._in_flight, "max_in_flight": c.max_in_flight,
+                "held": sum(t["held"] for t in tenants.values()), "tenants": tenants,
                 "exceeded": c.exceeded, "connections": c.connections,
                 "handshakes": c.handshakes, "last_request": c.last_request,
                 "auth_failures": c.auth_failures, "faults_injected": c.faults_injected,
@@ -672,6 +687,29 @@ class MockState:
             self._counters = Counters()
             # Calls still streaming keep their slots; the maximum restarts from them.
             self._counters.max_in_flight = self._in_flight
+            for tenant in self._tenants.values():
+                tenant.max_in_flight = tenant.in_flight
+
+    # --- a foreign client (another integration, the PBX portal) sharing the limit
+    def hold(self, tenant: str, slots: int, seconds: float) -> dict:
+        with self._lock:
+            t = self._tenant_or_raise(tenant)
+            now = time.monotonic()
+            t.holds.append([slots, now + seconds])
+            return {"tenant": t.name, "held": t.held(now), "in_flight": t.in_flight,
+                    "limit": self._config.limit}
+
+    def clear_holds(self, tenant: str | None) -> int:
+        with self._lock:
+            if tenant is not None:
+                self._tenant_or_raise(tenant)
+            now = time.monotonic()
+            released = 0
+            for t in self._tenants.values():
+                if tenant in (None, t.name):
+                    released += t.held(now)
+                    t.holds = []
+            return released
 
     # --- the API decision (steps 3 to 10 of the reference behaviour)
     def admit(self, request: ApiRequest) -> Admission:
@@ -703,7 +741,7 @@ class MockState:
             error = ERR_DENIED
         elif not req.file_name:
             error = ERR_BAD_INPUT
-        elif tenant.in_flight >= cfg.limit:
+        elif tenant.in_flight + tenant.held(time.monotonic()) >= cfg.limit:
             self._counters.exceeded += 1
             error = ERR_CONCURRENT
         if error is not None:
@@ -711,6 +749,7 @@ class MockState:
 
         # From here the call holds a slot until its last byte is written (release()).
         tenant.in_flight += 1
+        tenant.max_in_flight = max(tenant.max_in_flight, tenant.in_flight)
         self._in_flight += 1
         self._counters.max_in_flight = max(self._counters.max_in_flight, self._in_flight)
         name = req.file_name
@@ -724,7 +763,8 @@ class MockState:
             recording=recording,
             delay=cfg.latency + cfg.name_latency.get(name, 0.0),
             shape=recording.shape if recording and recording.shape else cfg.shape,
-            wrap=recording.wrap if recording and recording.wrap is not None else cfg.wrap)
+            wrap=recording.wrap if recording and recording.wrap is not None else cfg.wrap,
+            pace=cfg.pace)
         missing_mode = tenant.missing_mode or cfg.missing_mode
         if fault is None and recording is None and missing_mode == "username_error":
             admission.error = ERR_USERNAME
@@ -843,8 +883,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return None
 
-    def send_body(self, body: Body, limit: int | None = None, headers=()) -> int:
-        """Send body (its first limit bytes only, if given). Returns bytes sent."""
+    def send_body(self, body: Body, limit: int | None = None, headers=(), pace: int = 0) -> int:
+        """Send body (its first limit bytes only, if given), at pace bytes/s if pace is
+        not 0. Returns bytes sent."""
         self.send_response(body.status)
         self.send_header("Content-Type", body.content_type)
         self.send_header("Content-Length", str(body.length))
@@ -852,14 +893,31 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         sent = 0
+        start = time.monotonic()
         for piece in body.pieces:
             if limit is not None:
                 piece = piece[:max(0, limit - sent)]
-            if piece:
+            if piece and pace:
+                sent = self._write_paced(piece, sent, start, pace)
+            elif piece:
                 self.wfile.write(piece)
                 sent += len(piece)
             if limit is not None and sent >= limit:
                 break
+        return sent
+
+    def _write_paced(self, piece: bytes, sent: int, start: float, pace: int) -> int:
+        """Writes piece in small steps so that byte N of the body leaves no earlier than
+        N / pace seconds after the first; returns the new count of bytes sent."""
+        step = max(1, min(64 * 1024, pace // 20))  # about 20 writes a second
+        stop = self.server.state.stop_event
+        for i in range(0, len(piece), step):
+            chunk = piece[i:i + step]
+            self.wfile.write(chunk)
+            sent += len(chunk)
+            delay = start + sent / pace - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                raise ConnectionAbortedError("the mock is shutting down")
         return sent
 
 
@@ -923,7 +981,7 @@ class ApiHandler(_Handler):
         try:
             body = recording_body(admission.file_name, reader, admission.shape,
                                   admission.wrap, corrupt=corrupt)
-            self.send_body(body, limit=limit(body.length))
+            self.send_body(body, limit=limit(body.length), pace=admission.pace)
         finally:
             if reader is not None:
                 reader.close()
@@ -1111,6 +1169,7 @@ class ControlHandler(_Handler):
             "wrap": _wrap,
             "with_status": lambda v: _want({"with_status": v}, "with_status", bool),
             "missing_mode": _missing_mode,
+            "pace": self._pace,
         }
         tenant_deny = {}
         for key, value in payload.items():
@@ -1129,6 +1188,12 @@ class ControlHandler(_Handler):
     def _limit(value) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise BadRequest("limit must be a non-negative integer")
+        return value
+
+    @staticmethod
+    def _pace(value) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1 << 40:
+            raise BadRequest("pace must be a whole number of bytes per second, 0 for unpaced")
         return value
 
     @staticmethod
@@ -1228,6 +1293,19 @@ class ControlHandler(_Handler):
     def get_faults(self, payload, query):
         return {"faults": self.state.list_faults()}
 
+    def post_hold(self, payload, query):
+        tenant = self._tenant_arg(payload)
+        slots = _want(payload, "slots", int)
+        if slots is None or not 1 <= slots <= 1000:
+            raise BadRequest("slots must be an integer in [1, 1000]")
+        if "seconds" not in payload:
+            raise BadRequest("seconds is required")
+        return self.state.hold(tenant, slots, _seconds(payload["seconds"], "seconds"))
+
+    def post_hold_clear(self, payload, query):
+        tenant = _want(payload, "tenant", (str, type(None)))
+        return {"released": self.state.clear_holds(tenant)}
+
     def get_health(self, payload, query):
         return {"ok": True}
 
@@ -1249,6 +1327,8 @@ class ControlHandler(_Handler):
         ("POST", "/fault"): post_fault,
         ("POST", "/fault/clear"): post_fault_clear,
         ("GET", "/faults"): get_faults,
+        ("POST", "/hold"): post_hold,
+        ("POST", "/hold/clear"): post_hold_clear,
         ("GET", "/health"): get_health,
         ("POST", "/shutdown"): post_shutdown,
     }

@@ -182,9 +182,10 @@ class MockSelfCheck(unittest.TestCase):
     def setUp(self):
         m = self.mock
         m.ctl("POST", "/fault/clear")
+        m.ctl("POST", "/hold/clear")
         m.ctl("POST", "/config", {"latency": 0, "limit": 3, "name_latency": {},
                                   "shape": "callrecording", "wrap": 0, "with_status": False,
-                                  "missing_mode": "empty",
+                                  "missing_mode": "empty", "pace": 0,
                                   "tenant_deny": {"demo": False, "acme": False}})
         m.ctl("POST", "/reset")
 
@@ -481,6 +482,104 @@ class MockSelfCheck(unittest.TestCase):
         s = m.stats()
         self.assertEqual((s["exceeded"], s["max_in_flight"], s["in_flight"]), (1, 4, 0))
         self.assertEqual(s["calls"], {"c.WAV": 4})
+
+    def test_foreign_client_holds_slots(self):
+        m = self.mock
+        m.add("h.WAV", b"held")
+        exceeded = "Concurrent API Calls Exceeded"
+        # All three slots held: refused at once, counted as exceeded, never as a call.
+        held = m.ctl("POST", "/hold", {"tenant": "demo", "slots": 3, "seconds": 30})
+        self.assertEqual((held["tenant"], held["held"], held["in_flight"]), ("demo", 3, 0))
+        start = time.time()
+        self.assertEqual(error_of(m.call("h.WAV")[3]), exceeded)
+        self.assertLess(time.time() - start, 0.5)
+        s = m.stats()
+        self.assertEqual((s["held"], s["exceeded"], s["total_calls"], s["calls"],
+                          s["in_flight"], s["max_in_flight"]), (3, 1, 1, {}, 0, 0))
+        self.assertEqual(s["tenants"]["demo"], {"in_flight": 0, "max_in_flight": 0, "held": 3})
+        self.assertEqual(s["tenants"]["acme"]["held"], 0)
+        # The limit is per tenant: acme is not affected.
+        self.assertEqual(error_of(m.call("x.WAV", "acme", "acme-key")[3]), None)
+        # Holds are state, not counters: a reset keeps them.
+        m.ctl("POST", "/reset")
+        self.assertEqual(m.stats()["held"], 3)
+        self.assertEqual(m.ctl("POST", "/hold/clear"), {"released": 3})
+        self.assertEqual(audio_of(m.call("h.WAV")[3])[1], b"held")
+
+        # Two held, one free: one call of ours runs, a second beside it is refused.
+        m.ctl("POST", "/reset")
+        m.ctl("POST", "/hold", {"slots": 2, "seconds": 30})  # tenant demo by default
+        m.ctl("POST", "/config", {"name_latency": {"h.WAV": 1.0}})
+        result = {}
+        slow = threading.Thread(target=lambda: result.update(body=m.call("h.WAV")[3]))
+        slow.start()
+        deadline = time.time() + 5
+        while m.stats()["in_flight"] < 1 and time.time() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(error_of(m.call("other.WAV")[3]), exceeded)
+        slow.join()
+        self.assertEqual(audio_of(result["body"])[1], b"held")
+        s = m.stats()
+        self.assertEqual((s["held"], s["exceeded"], s["max_in_flight"], s["calls"]),
+                         (2, 1, 1, {"h.WAV": 1}))
+        self.assertEqual(s["tenants"]["demo"]["max_in_flight"], 1)
+        m.ctl("POST", "/config", {"name_latency": {}})
+        # Holds add up; a tenant-scoped clear leaves other tenants' holds.
+        m.ctl("POST", "/hold", {"tenant": "acme", "slots": 1, "seconds": 30})
+        m.ctl("POST", "/hold", {"slots": 1, "seconds": 30})
+        self.assertEqual(m.stats()["tenants"]["demo"]["held"], 3)
+        self.assertEqual(m.ctl("POST", "/hold/clear", {"tenant": "demo"}), {"released": 3})
+        self.assertEqual(m.stats()["held"], 1)
+        self.assertEqual(m.ctl("POST", "/hold/clear"), {"released": 1})
+
+        # A hold runs out by itself after its seconds.
+        m.ctl("POST", "/hold", {"slots": 3, "seconds": 0.5})
+        start = time.time()
+        self.assertEqual(error_of(m.call("h.WAV")[3]), exceeded)
+        deadline = start + 5
+        while m.stats()["held"] and time.time() < deadline:
+            time.sleep(0.02)
+        released_after = time.time() - start
+        self.assertGreaterEqual(released_after, 0.4)
+        self.assertLess(released_after, 1.5)
+        self.assertEqual(audio_of(m.call("h.WAV")[3])[1], b"held")
+
+        for bad in ({"slots": 0, "seconds": 1}, {"slots": "3", "seconds": 1},
+                    {"slots": True, "seconds": 1}, {"slots": 3}, {"slots": 3, "seconds": -1},
+                    {"slots": 3, "seconds": 1, "tenant": "nobody"}):
+            with self.subTest(bad=bad):
+                self.assertEqual(m.control("POST", "/hold", bad)[0], 400)
+        self.assertEqual(m.control("POST", "/hold/clear", {"tenant": "nobody"})[0], 400)
+        self.assertEqual(m.stats()["held"], 0)
+
+    def test_pace_slows_the_reply_body(self):
+        m = self.mock
+        data = os.urandom(45_000)  # 60,000 base64 characters
+        m.add("p.WAV", data)
+        start = time.time()
+        self.assertEqual(audio_of(m.call("p.WAV")[3])[1], data)
+        self.assertLess(time.time() - start, 0.5)
+        self.assertEqual(m.ctl("POST", "/config", {"pace": 100_000})["pace"], 100_000)
+        conn = m.connect()
+        start = time.time()
+        conn.request("POST", API, body=request_xml("p.WAV"))
+        resp = conn.getresponse()
+        first = resp.read(1000)
+        first_at = time.time() - start
+        body = first + resp.read()
+        elapsed = time.time() - start
+        conn.close()
+        self.assertEqual(audio_of(body)[1], data)
+        self.assertLess(first_at, 0.3)  # it streams: the head comes at once
+        self.assertGreaterEqual(elapsed, 0.55)  # 60,130 bytes at 100,000 B/s
+        self.assertLess(elapsed, 3.0)
+        # Errors are not paced.
+        m.ctl("POST", "/config", {"pace": 1})
+        start = time.time()
+        self.assertEqual(error_of(m.call("p.WAV", key="bad")[3]), "Authorization Failed")
+        self.assertLess(time.time() - start, 0.5)
+        for bad in (-1, 1.5, True, "fast"):
+            self.assertEqual(m.control("POST", "/config", {"pace": bad})[0], 400)
 
     # --- faults -----------------------------------------------------------------------
     def test_faults(self):

@@ -44,6 +44,9 @@ TEST_CASE("defaults", "[cli]") {
     CHECK(p.config.cache_size == 1ull << 30);
     CHECK(p.config.endpoint == "https://api.euphoria.co.za/Euphoria.Api.aspx");
     CHECK(p.config.retries == 3);
+    CHECK(p.config.busy_timeout == 60);
+    CHECK(p.config.max_pending == 1024);
+    CHECK(p.config.interrupt_grace == 5);
     CHECK_FALSE(p.config.allow_other);
     CHECK_FALSE(p.config.foreground);
 }
@@ -65,6 +68,12 @@ TEST_CASE("bad values are refused with the option's name", "[cli]") {
     refused({"acme", "/mnt", "-o", "cache_size=0"}, "cache_size");
     refused({"acme", "/mnt", "-o", "umask=999"}, "umask");
     refused({"acme", "/mnt", "-o", "retries=-1"}, "retries");
+    refused({"acme", "/mnt", "-o", "busy_timeout=3601"}, "busy-timeout");
+    refused({"acme", "/mnt", "-o", "busy_timeout=-1"}, "busy-timeout");
+    refused({"acme", "/mnt", "-o", "max_pending=0"}, "max-pending");
+    refused({"acme", "/mnt", "-o", "max_pending=65537"}, "max-pending");
+    refused({"acme", "/mnt", "-o", "interrupt_grace=61"}, "interrupt-grace");
+    refused({"acme", "/mnt", "-o", "interrupt_grace=x"}, "interrupt-grace");
     refused({"acme", "/mnt", "-o", "bogus=1"}, "bogus");
     refused({"acme"}, "MOUNTPOINT");
     refused({"acme", "/mnt", "-o", "=7,m"}, "empty option");
@@ -72,6 +81,43 @@ TEST_CASE("bad values are refused with the option's name", "[cli]") {
     // Found by fuzzing: Boost's own message looped forever on this value.
     refused({"acme", "/mnt", "-o", "uid=1%value%x"}, "uid");
     refused({"acme", "/mnt", "--uid=%value%"}, "uid");
+}
+
+TEST_CASE("busy_timeout, max_pending and interrupt_grace", "[cli]") {
+    auto a = parse({"acme", "/mnt", "-o", "busy_timeout=0,max_pending=1,interrupt_grace=0"});
+    CHECK(a.config.busy_timeout == 0);
+    CHECK(a.config.max_pending == 1);
+    CHECK(a.config.interrupt_grace == 0);
+    auto b = parse({"acme", "/mnt", "--busy-timeout=3600", "--max-pending=65536",
+                    "--interrupt-grace=60"});
+    CHECK(b.config.busy_timeout == 3600);
+    CHECK(b.config.max_pending == 65536);
+    CHECK(b.config.interrupt_grace == 60);
+    // Independent of retries: changing one leaves the other at its default.
+    auto c = parse({"acme", "/mnt", "-o", "retries=0,busy_timeout=2"});
+    CHECK(c.config.retries == 0);
+    CHECK(c.config.busy_timeout == 2);
+    CHECK(c.config.max_pending == 1024);
+    // --long wins over -o, as for every option.
+    CHECK(parse({"acme", "/mnt", "-o", "busy_timeout=5", "--busy-timeout=7"}).config.busy_timeout == 7);
+}
+
+TEST_CASE("a tenant of . or .. is refused", "[cli][security]") {
+    // It names the default cache folder: /var/cache/euphoria/.. is /var/cache.
+    for (const char* tenant : {".", ".."}) {
+        INFO(tenant);
+        try {
+            parse({tenant, "/mnt", "-o", "credentials=/c"});
+            FAIL("accepted");
+        } catch (const cli::UsageError& e) {
+            CHECK_THAT(e.what(), Catch::Contains("TENANT"));
+            CHECK_THAT(e.what(), Catch::Contains(std::string("'") + tenant + "'"));
+        }
+    }
+    // Names that merely hold dots are tenants like any other.
+    CHECK(parse({"...", "/mnt"}).config.tenant == "...");
+    CHECK(parse({".acme", "/mnt"}).config.tenant == ".acme");
+    CHECK(parse({"acme.co", "/mnt"}).config.tenant == "acme.co");
 }
 
 TEST_CASE("the key is refused on the command line", "[cli][security]") {

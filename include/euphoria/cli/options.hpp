@@ -32,6 +32,14 @@ struct MountConfig {
     unsigned max_concurrent = 3;
     unsigned timeout = 30;
     unsigned retries = 3;
+    // Seconds a caller waits while the tenant answers "Concurrent API Calls Exceeded"
+    // (backpressure, not a failure) before it gets EAGAIN. Separate from retries.
+    unsigned busy_timeout = 60;
+    // Requests (lookups, opens) that may wait for downloads at once; past it, EAGAIN.
+    unsigned max_pending = 1024;
+    // Seconds a download goes on after every waiter of it was interrupted, so that a
+    // retried lookup of the same name joins it.
+    unsigned interrupt_grace = 5;
     std::string name_pattern = "*";
     bool foreground = false;
     bool debug = false;
