@@ -129,6 +129,9 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
     fc.max_concurrent = cfg.max_concurrent;
     fc.ttl = std::chrono::seconds(cfg.cache_ttl);
     fc.retry.retries = cfg.retries;
+    fc.busy_timeout = std::chrono::seconds(cfg.busy_timeout);
+    fc.interrupt_grace = std::chrono::seconds(cfg.interrupt_grace);
+    fc.max_pending = cfg.max_pending;
     // A recording bigger than an eighth of the memory tier goes to disk, so a few
     // large ones cannot push every small one out.
     fc.builder = {cache_dir, std::max<std::uint64_t>(cfg.mem_cache_size / 8, 64 << 10), memory, disk};

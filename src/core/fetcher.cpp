@@ -372,10 +372,19 @@ void Fetcher::work() {
         stats_.budget.store(budget_.window());
         lock.unlock();
         cv_.notify_all();
-        for (auto& w : waiters) {
-            if (result.error) stats_.count_error(result.error);
-            w.done(result);
+        if (result.error) {
+            for (std::size_t i = 0; i < waiters.size(); ++i) stats_.count_error(result.error);
         }
+        // The last waiter takes the result itself: this thread must not keep the bytes
+        // alive (and counted in their budget) after every caller let go of them.
+        for (std::size_t i = 0; i < waiters.size(); ++i) {
+            if (i + 1 < waiters.size()) {
+                waiters[i].done(result);
+            } else {
+                waiters[i].done(std::move(result));
+            }
+        }
+        result = {};
         lock.lock();
     }
 }
