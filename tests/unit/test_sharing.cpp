@@ -35,19 +35,24 @@ bool eventually(F done) {
     return done();
 }
 
-// A fetch whose completion lands in a promise.
+// A fetch whose completion lands in a promise. The completion owns what it touches:
+// it may still be returning on its thread after the test has moved on.
 struct Async {
-    std::promise<core::FetchResult> promise;
-    std::future<core::FetchResult> future = promise.get_future();
-    std::atomic<std::thread::id> thread{};
+    struct State {
+        std::promise<core::FetchResult> promise;
+        std::atomic<std::thread::id> thread{};
+    };
+    std::shared_ptr<State> state = std::make_shared<State>();
+    std::future<core::FetchResult> future = state->promise.get_future();
     core::WaitId id = 0;
 
     void start(core::Fetcher& f, const std::string& name) {
-        id = f.fetch(name, [this](core::FetchResult r) {
-            thread = std::this_thread::get_id();
-            promise.set_value(std::move(r));
+        id = f.fetch(name, [s = state](core::FetchResult r) {
+            s->thread = std::this_thread::get_id();
+            s->promise.set_value(std::move(r));
         });
     }
+    std::thread::id thread() const { return state->thread; }
     bool ready() { return future.wait_for(0ms) == std::future_status::ready; }
 };
 
@@ -115,7 +120,7 @@ TEST_CASE("a lookup that needs a download completes later, on another thread", "
     auto r = a.future.get();
     REQUIRE(r.error == 0);
     CHECK(read_all(*r.recording.content) == "bytes");
-    CHECK(a.thread != std::this_thread::get_id());
+    CHECK(a.thread() != std::this_thread::get_id());
     CHECK(rig.stats.pending == 0);
 
     // A hit is answered before fetch() returns, on the caller's thread.
@@ -123,7 +128,7 @@ TEST_CASE("a lookup that needs a download completes later, on another thread", "
     hit.start(*rig.fetcher, "a.WAV");
     CHECK(hit.id == 0);
     REQUIRE(hit.ready());
-    CHECK(hit.thread == std::this_thread::get_id());
+    CHECK(hit.thread() == std::this_thread::get_id());
     CHECK(hit.future.get().recording.content == r.recording.content);
 }
 
@@ -216,7 +221,7 @@ TEST_CASE("an interrupted download goes on for the grace period and is joined", 
     Rig rig;
     rig.client.script("a", {FakeReply::ok("once")});
     rig.client.hold();
-    bool first_called = false;
+    std::atomic<bool> first_called{false};
     const auto id = rig.fetcher->fetch("a", [&](core::FetchResult) { first_called = true; });
     REQUIRE(rig.client.wait_blocked(1));
     CHECK(rig.fetcher->cancel_wait(id));
@@ -426,20 +431,22 @@ struct FsRig {
     core::Filesystem fs{*rig.fetcher, *rig.cache, rig.stats, rig.clock, core::Ownership{}};
     explicit FsRig(const Rig::Tweak& tweak = {}) : rig(tweak) {}
 
+    // The reply may still be returning on the completing thread when get() wakes,
+    // so it owns what it touches.
     core::EntryAnswer lookup(const std::string& name, bool delivered = true) {
-        std::promise<core::EntryAnswer> p;
-        auto f = p.get_future();
-        fs.lookup(core::root_ino, name, [&](const core::EntryAnswer& a) {
-            p.set_value(a);
+        auto p = std::make_shared<std::promise<core::EntryAnswer>>();
+        auto f = p->get_future();
+        fs.lookup(core::root_ino, name, [p, delivered](const core::EntryAnswer& a) {
+            p->set_value(a);
             return delivered;
         });
         return f.get();
     }
     core::OpenAnswer open(core::Ino ino) {
-        std::promise<core::OpenAnswer> p;
-        auto f = p.get_future();
-        fs.open(ino, O_RDONLY, [&](core::OpenAnswer&& a) {
-            p.set_value(std::move(a));
+        auto p = std::make_shared<std::promise<core::OpenAnswer>>();
+        auto f = p->get_future();
+        fs.open(ino, O_RDONLY, [p](core::OpenAnswer&& a) {
+            p->set_value(std::move(a));
             return true;
         });
         return f.get();
