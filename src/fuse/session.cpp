@@ -90,7 +90,7 @@ Session::Session(core::Filesystem& fs, core::Stats& stats, core::Logger& log, Se
         }
         mounted_ = true;
         const int fd = fuse_session_fd(session_.get());
-        static const fuse_custom_io io = {&device_writev, &device_read, nullptr, &device_splice_send};
+        static const fuse_custom_io io = {.writev = &device_writev, .read = &device_read, .splice_receive = nullptr, .splice_send = &device_splice_send};
         if (const int rc = fuse_session_custom_io(session_.get(), &io, fd); rc != 0) {
             throw std::runtime_error("cannot attach to the FUSE device: " + api::describe_errno(-rc));
         }
