@@ -1,7 +1,7 @@
 // FUSE passthrough without a mount: the reply amendments on the wire, and the
 // kernel's one-mode-per-inode rule that BackingFiles must follow.
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
