@@ -57,7 +57,7 @@ std::string printable(std::string_view text) {
             shown += c;
         } else {
             char hex[8];
-            std::snprintf(hex, sizeof hex, "\\x%02X", u);
+            static_cast<void>(std::snprintf(hex, sizeof hex, "\\x%02X", u));
             shown += hex;
         }
     }
@@ -66,8 +66,9 @@ std::string printable(std::string_view text) {
 }
 
 [[noreturn]] void finding(const char* what, const std::string& detail = {}) {
-    std::fprintf(stderr, "\n*** fuzz_reply finding: %s\n%s\n", what, detail.c_str());
-    std::fflush(stderr);
+    // Nothing to do if stderr fails: abort() reports the finding anyway.
+    static_cast<void>(std::fprintf(stderr, "\n*** fuzz_reply finding: %s\n%s\n", what, detail.c_str()));
+    static_cast<void>(std::fflush(stderr));
     std::abort();
 }
 
