@@ -229,7 +229,7 @@ std::string_view trim(std::string_view text) {
 }
 
 bool named(const xmlNode* node, const char* name) {
-    return node->type == XML_ELEMENT_NODE && xmlStrEqual(node->name, BAD_CAST name);
+    return node->type == XML_ELEMENT_NODE && xmlStrEqual(node->name, reinterpret_cast<const xmlChar*>(name));
 }
 
 // The element's own text: its text and CDATA children, not its descendants'.
