@@ -90,7 +90,13 @@ Session::Session(core::Filesystem& fs, core::Stats& stats, core::Logger& log, Se
         }
         mounted_ = true;
         const int fd = fuse_session_fd(session_.get());
-        static const fuse_custom_io io = {.writev = &device_writev, .read = &device_read, .splice_receive = nullptr, .splice_send = &device_splice_send};
+        static const fuse_custom_io io = [] {
+            fuse_custom_io hooks{};  // what libfuse adds later (3.17: clone_fd) stays null
+            hooks.writev = &device_writev;
+            hooks.read = &device_read;
+            hooks.splice_send = &device_splice_send;
+            return hooks;
+        }();
         if (const int rc = fuse_session_custom_io(session_.get(), &io, fd); rc != 0) {
             throw std::runtime_error("cannot attach to the FUSE device: " + api::describe_errno(-rc));
         }
