@@ -8,9 +8,10 @@
 # - The chroot is made by `debootstrap --variant=minbase trixie` from the host's own
 #   Debian mirror (its apt sources), and kept in
 #   $EUPHORIA_CHROOT_CACHE/trixie-HASH (default /var/cache/euphoria-ci), HASH over
-#   tests/deps.sh, the mirrors and this script's LAYOUT. A new HASH makes a new chroot
-#   and removes the old ones. It is made in a scratch folder and renamed when complete,
-#   so an interrupted debootstrap is never reused.
+#   tests/deps.sh, the mirrors and this script's LAYOUT. A new HASH makes a new chroot;
+#   chroots unused for a week are removed (branches with different deps.sh keep
+#   theirs meanwhile). It is made in a scratch folder and renamed when complete, so an
+#   interrupted debootstrap is never reused.
 # - Each run takes a lock (one run per chroot at a time), upgrades the chroot's
 #   packages, installs what deps.sh lists, copies this working tree in (tracked and
 #   untracked files, not ignored ones; mtimes kept, so the build dir kept in the
@@ -193,11 +194,16 @@ if [[ ! -f $CHROOT/.euphoria-ready ]]; then
 else
   say "reusing $CHROOT"
 fi
-# Chroots made for an older deps.sh or layout.
+touch "$CHROOT/.euphoria-ready"  # its last use
+# Chroots of another deps.sh or layout, unused for a week; scratch folders of an
+# interrupted debootstrap.
 for old in "$CACHE/$SUITE"-*; do
-  [[ -d $old && $old != "$CHROOT" && $old != "$CHROOT.partial" ]] || continue
-  say "removing the outdated $old"
-  remove_tree "$old"
+  [[ -d $old && $old != "$CHROOT" ]] || continue
+  if [[ $old == *.partial ]] || [[ -n $(find "$old/.euphoria-ready" -maxdepth 0 -mtime +7 2>/dev/null) ]] ||
+     [[ ! -e $old/.euphoria-ready ]]; then
+    say "removing $old"
+    remove_tree "$old"
+  fi
 done
 
 # --- This run -----------------------------------------------------------------------
