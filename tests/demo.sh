@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job, on a fresh Debian 12 machine as root: build euphoriafs, start the
+# The main job, on a fresh Debian 12 or 13 machine as root: build euphoriafs, start the
 # bundled mock Euphoria API with a few real GSM recordings, mount the demo tenant and
 # read a recording through the mount.
 #   bash tests/demo.sh        # mount and show

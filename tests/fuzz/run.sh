@@ -7,7 +7,8 @@
 #   tests/fuzz/run.sh [SECONDS] [BUILD_DIR]
 #
 # SECONDS per target (default 60); BUILD_DIR defaults to $FUZZ_BUILD_DIR, else
-# build-fuzz in the repository. Needs clang and libclang-rt-14-dev (Debian 12).
+# build-fuzz in the repository. Needs clang and its runtime: libclang-rt-14-dev on
+# Debian 12, libclang-rt-dev on 13 (tests/deps.sh installs it).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +21,7 @@ if ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
 fi
 for tool in clang clang++ cmake; do
   command -v "$tool" >/dev/null ||
-    { echo "fuzz: $tool not found (apt-get install clang libclang-rt-14-dev cmake)" >&2; exit 2; }
+    { echo "fuzz: $tool not found (see tests/deps.sh)" >&2; exit 2; }
 done
 
 # target  max_len  timeout-per-input (s)
