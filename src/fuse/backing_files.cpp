@@ -42,7 +42,8 @@ void FuseDeviceBacking::close_backing(int backing_id) noexcept {
     ::ioctl(device_fd_, abi::backing_close_ioctl, &id);
 }
 
-int BackingFiles::acquire(Ino ino, int content_fd) {
+int BackingFiles::acquire(Ino ino, const std::shared_ptr<const core::Content>& content) {
+    const int content_fd = content ? content->fd() : -1;
     std::unique_lock lock(mutex_);
     auto& inode = inodes_[ino];
     if (inode.opens > 0) {
@@ -55,6 +56,7 @@ int BackingFiles::acquire(Ino ino, int content_fd) {
     const int id = device_.open_backing(content_fd);
     if (id > 0) {
         inode.backing_id = id;
+        inode.registered = content;
         return id;
     }
     // EPERM: not CAP_SYS_ADMIN. ELOOP: the cache folder is stacked too deep.

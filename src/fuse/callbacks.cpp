@@ -139,7 +139,7 @@ struct Grant {
 Grant open_backing(Glue& g, Ino ino, const OpenFile& file) {
     if (!g.backing || !g.amender.passthrough_active()) return {};
     Grant grant;
-    grant.backing_id = g.backing->acquire(ino, file.recording.content->fd());
+    grant.backing_id = g.backing->acquire(ino, file.recording.content);
     if (grant.backing_id > 0) {
         try {
             grant.ticket = g.amender.promise_backing(reinterpret_cast<std::uint64_t>(&file),

@@ -342,6 +342,20 @@ public:
     std::vector<std::string> lines;
 };
 
+// Bytes "in" descriptor `fd`; -1: in memory. Never read.
+class FdContent final : public core::Content {
+public:
+    explicit FdContent(int fd) : Content(1), fd_(fd) {}
+    bool on_disk() const noexcept override { return fd_ >= 0; }
+    int fd() const noexcept override { return fd_; }
+    long read(void*, std::size_t, std::uint64_t) const override { return -EIO; }
+
+private:
+    int fd_;
+};
+
+std::shared_ptr<const core::Content> content(int fd) { return std::make_shared<FdContent>(fd); }
+
 // A BackingFiles on a fake kernel device, with what it logs and counts.
 struct BackingFixture {
     FakeDevice device;
@@ -353,14 +367,14 @@ struct BackingFixture {
 }  // namespace
 
 TEST_CASE_METHOD(BackingFixture, "BackingFiles: an inode's passthrough opens share one backing file") {
-    const int a = files.acquire(2, 10);
+    const int a = files.acquire(2, content(10));
     CHECK(a == 1);
     CHECK(device.last_fd == 10);
     // A re-fetch put the same version in a new cache file: it still gets the first.
-    CHECK(files.acquire(2, 11) == a);
+    CHECK(files.acquire(2, content(11)) == a);
     CHECK(device.opened == 1);
     // Another inode gets its own.
-    const int b = files.acquire(3, 12);
+    const int b = files.acquire(3, content(12));
     CHECK(b == 2);
     files.release(2, a);
     CHECK(device.closed == 0);
@@ -370,21 +384,21 @@ TEST_CASE_METHOD(BackingFixture, "BackingFiles: an inode's passthrough opens sha
     CHECK(device.live == 0);
     CHECK(files.inodes_open() == 0);
     // All closed: the next open registers afresh.
-    CHECK(files.acquire(2, 13) == 3);
+    CHECK(files.acquire(2, content(13)) == 3);
     files.release(2, 3);
     CHECK(device.live == 0);
 }
 
 TEST_CASE_METHOD(BackingFixture, "BackingFiles: an inode with a cached open stays cached until all close") {
-    CHECK(files.acquire(2, -1) == 0);  // content in the memory tier
-    CHECK(files.acquire(2, 10) == 0);  // now on disk, but the kernel forbids mixing
+    CHECK(files.acquire(2, content(-1)) == 0);  // content in the memory tier
+    CHECK(files.acquire(2, content(10)) == 0);  // now on disk, but the kernel forbids mixing
     CHECK(device.opened == 0);
     files.release(2, 0);
     files.release(2, 0);
     CHECK(files.inodes_open() == 0);
-    CHECK(files.acquire(2, 10) == 1);
+    CHECK(files.acquire(2, content(10)) == 1);
     // A memory-tier copy of a passthrough inode follows the inode: same bytes.
-    CHECK(files.acquire(2, -1) == 1);
+    CHECK(files.acquire(2, content(-1)) == 1);
     files.release(2, 1);
     files.release(2, 1);
     CHECK(device.live == 0);
@@ -397,8 +411,8 @@ TEST_CASE_METHOD(BackingFixture, "BackingFiles: a kernel refusal falls back to c
 
     SECTION("EPERM (not CAP_SYS_ADMIN) stops asking, with one warning") {
         device.fail_with = EPERM;
-        CHECK(files.acquire(2, 10) == 0);
-        CHECK(files.acquire(3, 11) == 0);
+        CHECK(files.acquire(2, content(10)) == 0);
+        CHECK(files.acquire(3, content(11)) == 0);
         CHECK(device.opened == 1);
         REQUIRE(log.lines.size() == 1);
         CHECK(log.lines[0].find("passthrough unavailable") != std::string::npos);
@@ -410,19 +424,19 @@ TEST_CASE_METHOD(BackingFixture, "BackingFiles: a kernel refusal falls back to c
     }
     SECTION("ELOOP (a cache folder stacked too deep) stops asking too") {
         device.fail_with = ELOOP;
-        CHECK(files.acquire(2, 10) == 0);
+        CHECK(files.acquire(2, content(10)) == 0);
         device.fail_with = 0;
-        CHECK(files.acquire(3, 11) == 0);
+        CHECK(files.acquire(3, content(11)) == 0);
         CHECK(device.opened == 1);
     }
     SECTION("EMFILE is passing: the next inode tries again") {
         stats.passthrough = 1;
         device.fail_with = EMFILE;
-        CHECK(files.acquire(2, 10) == 0);
+        CHECK(files.acquire(2, content(10)) == 0);
         device.fail_with = 0;
-        CHECK(files.acquire(3, 11) == 1);
+        CHECK(files.acquire(3, content(11)) == 1);
         // The refused inode stays cached while its cached open lives.
-        CHECK(files.acquire(2, 12) == 0);
+        CHECK(files.acquire(2, content(12)) == 0);
         CHECK(device.opened == 2);
         CHECK(stats.passthrough == 1);
     }
@@ -433,7 +447,7 @@ TEST_CASE_METHOD(BackingFixture, "BackingFiles: concurrent opens and closes of o
     for (int t = 0; t < 8; ++t) {
         threads.emplace_back([&, t] {
             for (int i = 0; i < 2000; ++i) {
-                const int id = files.acquire(7, (t + i) % 3 == 0 ? -1 : 10);
+                const int id = files.acquire(7, content((t + i) % 3 == 0 ? -1 : 10));
                 files.release(7, id);
             }
         });
@@ -458,4 +472,20 @@ TEST_CASE("CAP_SYS_ADMIN is read as /proc/self/status reports it") {
         if (line.rfind("CapEff:", 0) == 0) eff = std::stoull(line.substr(7), nullptr, 16);
     }
     CHECK(fuse::may_register_backing_files() == ((eff >> 21) & 1));
+}
+
+TEST_CASE_METHOD(BackingFixture, "BackingFiles: the registered file stays alive until the last release") {
+    auto first = content(10);
+    std::weak_ptr<const core::Content> watch = first;
+    const int id = files.acquire(2, first);
+    REQUIRE(id > 0);
+    // A re-fetch of the same version: the second open shares the first's backing id.
+    CHECK(files.acquire(2, content(11)) == id);
+    first.reset();  // the first handle's own reference, and the cache's, are gone
+    CHECK_FALSE(watch.expired());  // the kernel still reads it through the id
+    files.release(2, id);
+    CHECK_FALSE(watch.expired());
+    files.release(2, id);
+    CHECK(watch.expired());
+    CHECK(device.live == 0);
 }

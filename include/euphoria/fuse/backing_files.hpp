@@ -10,10 +10,12 @@
 // open decides.
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 
+#include "euphoria/core/content.hpp"
 #include "euphoria/core/log.hpp"
 #include "euphoria/core/stats.hpp"
 #include "euphoria/core/inode_table.hpp"
@@ -59,11 +61,15 @@ public:
     BackingFiles(BackingDevice& device, core::Logger& log, core::Stats& stats)
         : device_(device), log_(log), stats_(stats) {}
 
-    // For an open of `ino` whose content is in `content_fd` (-1 when it is in
-    // memory). Returns the backing id the open reply must carry, or 0 for a cached
-    // open. Every call that returns needs a matching release() with what it
-    // returned; a call that throws (bad_alloc) counted nothing.
-    int acquire(Ino ino, int content_fd);
+    // For an open of `ino` whose bytes are `content` (in memory: no backing file).
+    // Returns the backing id the open reply must carry, or 0 for a cached open.
+    // Every call that returns needs a matching release() with what it returned; a
+    // call that throws (bad_alloc) counted nothing.
+    //
+    // The record keeps the content it registered until the last release: the kernel
+    // reads that file through the id, so its bytes must stay counted in the disk
+    // budget even when later opens of the inode came from a re-fetch.
+    int acquire(Ino ino, const std::shared_ptr<const core::Content>& content);
     void release(Ino ino, int backing_id) noexcept;
 
     std::size_t inodes_open() const;
@@ -72,6 +78,7 @@ private:
     struct Inode {
         int backing_id = 0;  // 0: the open files are cached ones
         unsigned opens = 0;
+        std::shared_ptr<const core::Content> registered;  // behind backing_id
     };
     BackingDevice& device_;
     core::Logger& log_;
