@@ -276,8 +276,8 @@ Clock::time_point Fetcher::next_deadline() const {
     return next;
 }
 
-std::vector<std::pair<Completion, FetchResult>> Fetcher::expire(Clock::time_point now) {
-    std::vector<std::pair<Completion, FetchResult>> due;
+Fetcher::Due Fetcher::expire(Clock::time_point now) {
+    Due due;
     const auto busy_since = budget_.busy_since();
     std::vector<JobPtr> jobs;
     jobs.reserve(jobs_.size());
@@ -287,8 +287,7 @@ std::vector<std::pair<Completion, FetchResult>> Fetcher::expire(Clock::time_poin
             if (now < *job->orphaned_at + config_.interrupt_grace) continue;
             forget_job(job);
             // A running one is cancelled by the caller, outside mutex_.
-            if (job->running) due.emplace_back(Completion{[job](FetchResult) { job->cancel.cancel(); }},
-                                               FetchResult{});
+            if (job->running) due.cancels.push_back(job);
             continue;
         }
         if (!busy_since || job->running) continue;
@@ -298,7 +297,7 @@ std::vector<std::pair<Completion, FetchResult>> Fetcher::expire(Clock::time_poin
         logger_.log(LogLevel::warning, "gave up on " + job->name + ": " + result.message);
         for (auto& w : finish(job)) {
             stats_.count_error(EAGAIN);
-            due.emplace_back(std::move(w.done), result);
+            due.answers.emplace_back(std::move(w.done), result);
         }
     }
     return due;
@@ -308,9 +307,10 @@ void Fetcher::keep_time() {
     std::unique_lock lock(mutex_);
     while (!stopping_) {
         auto due = expire(clock_.now());
-        if (!due.empty()) {
+        if (!due.answers.empty() || !due.cancels.empty()) {
             lock.unlock();
-            for (auto& [done, result] : due) done(std::move(result));
+            for (auto& job : due.cancels) job->cancel.cancel();
+            for (auto& [done, result] : due.answers) done(std::move(result));
             lock.lock();
             continue;
         }
@@ -377,12 +377,9 @@ void Fetcher::work() {
         }
         // The last waiter takes the result itself: this thread must not keep the bytes
         // alive (and counted in their budget) after every caller let go of them.
-        for (std::size_t i = 0; i < waiters.size(); ++i) {
-            if (i + 1 < waiters.size()) {
-                waiters[i].done(result);
-            } else {
-                waiters[i].done(std::move(result));
-            }
+        if (!waiters.empty()) {
+            for (std::size_t i = 0; i + 1 < waiters.size(); ++i) waiters[i].done(result);
+            waiters.back().done(std::move(result));
         }
         result = {};
         lock.lock();

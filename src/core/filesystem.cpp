@@ -71,12 +71,12 @@ WaitId Filesystem::lookup(Ino parent, const std::string& name, EntryReply reply)
         reply(entry_error(ENOENT));
         return 0;
     }
-    return fetcher_.fetch(name, [this, name, reply = std::move(reply)](FetchResult r) {
-        answer_lookup(name, std::move(r), reply);
+    return fetcher_.fetch(name, [this, name, reply = std::move(reply)](const FetchResult& r) {
+        answer_lookup(name, r, reply);
     });
 }
 
-void Filesystem::answer_lookup(const std::string& name, FetchResult r, const EntryReply& reply) {
+void Filesystem::answer_lookup(const std::string& name, const FetchResult& r, const EntryReply& reply) {
     EntryAnswer a;
     try {
         if (r.negative) {

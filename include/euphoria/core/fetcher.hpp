@@ -114,9 +114,14 @@ private:
 
     void work();
     void keep_time();
-    // Requires mutex_. Fails queued jobs past their patience and drops or cancels
-    // jobs nobody has wanted for interrupt_grace; returns the completions to run.
-    std::vector<std::pair<Completion, FetchResult>> expire(Clock::time_point now);
+    // What expire() leaves to do once mutex_ is released.
+    struct Due {
+        std::vector<std::pair<Completion, FetchResult>> answers;
+        std::vector<JobPtr> cancels;  // running jobs nobody wants any more
+    };
+    // Requires mutex_. Fails queued jobs past their patience, and drops queued jobs
+    // (or returns running ones to cancel) that nobody has wanted for interrupt_grace.
+    Due expire(Clock::time_point now);
     Clock::time_point next_deadline() const;  // requires mutex_
     bool may_start(Clock::time_point now) const;  // requires mutex_
     // Requires mutex_: removes the job from jobs_ and queue_, hands back its waiters.

@@ -80,7 +80,7 @@ private:
     struct stat root_attr() const;
     struct stat file_attr(Ino ino, const InodeInfo& info) const;
     double seconds_left(Clock::time_point until);
-    void answer_lookup(const std::string& name, FetchResult r, const EntryReply& reply);
+    void answer_lookup(const std::string& name, const FetchResult& r, const EntryReply& reply);
     void answer_open(Ino ino, const InodeInfo& info, FetchResult r, const OpenReply& reply);
     void serve_open(Ino ino, CachedRecording recording, const OpenReply& reply);
 
