@@ -66,17 +66,26 @@ struct stat Filesystem::file_attr(Ino ino, const InodeInfo& info) const {
     return st;
 }
 
-WaitId Filesystem::lookup(Ino parent, const std::string& name, EntryReply reply) {
+WaitId Filesystem::lookup(Ino parent, const std::string& name, pid_t pid, EntryReply reply) {
     if (parent != root_ino) {
         reply(entry_error(ENOENT));
         return 0;
     }
-    return fetcher_.fetch(name, [this, name, reply = std::move(reply)](const FetchResult& r) {
-        answer_lookup(name, r, reply);
+    if (auto recent = inodes_.recent_for(name, pid, clock_.now())) {
+        // Not pinned again: the window counts from the lookup that fetched.
+        FetchResult r;
+        r.recording = std::move(*recent);
+        answer_lookup(name, r, pid, InodeTable::Pin::none, reply);
+        return 0;
+    }
+    return fetcher_.fetch(name, [this, name, pid, reply = std::move(reply)](const FetchResult& r) {
+        const bool kept = r.error == 0 && r.recording.expires_at > clock_.now();
+        answer_lookup(name, r, pid, kept ? InodeTable::Pin::weak : InodeTable::Pin::strong, reply);
     });
 }
 
-void Filesystem::answer_lookup(const std::string& name, const FetchResult& r, const EntryReply& reply) {
+void Filesystem::answer_lookup(const std::string& name, const FetchResult& r, pid_t pid,
+                               InodeTable::Pin pin, const EntryReply& reply) {
     EntryAnswer a;
     try {
         if (r.negative) {
@@ -85,7 +94,7 @@ void Filesystem::answer_lookup(const std::string& name, const FetchResult& r, co
         } else if (r.error) {
             a.error = r.error;
         } else {
-            a.ino = inodes_.acquire(name, r.recording, true, clock_.now());
+            a.ino = inodes_.acquire(name, r.recording, true, clock_.now(), pin, pid);
             a.attr = file_attr(a.ino, InodeInfo{name, r.recording.content->size(),
                                                 r.recording.mtime, r.recording.expires_at});
             // Never longer than the data may be cached: the kernel asks again after that.
@@ -130,7 +139,7 @@ WaitId Filesystem::open(Ino ino, int flags, OpenReply reply) {
         return 0;
     }
     // The open that follows a lookup gets what that lookup answered, even when the
-    // cache did not keep it (cache_ttl=0, or a TTL that ran out on the way).
+    // cache did not keep it (cache_ttl=0).
     if (auto recent = inodes_.recent(ino, clock_.now())) {
         serve_open(ino, std::move(*recent), reply);
         return 0;

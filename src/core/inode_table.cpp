@@ -3,7 +3,7 @@
 namespace euphoria::core {
 
 Ino InodeTable::acquire(const std::string& name, const CachedRecording& recording, bool lookup,
-                        Clock::time_point now) {
+                        Clock::time_point now, Pin pin, pid_t pid) {
     std::lock_guard lock(mutex_);
     unpin_expired(now);
     const auto size = recording.content->size();
@@ -33,10 +33,13 @@ Ino InodeTable::acquire(const std::string& name, const CachedRecording& recordin
         }
     }
     node->info.expires_at = recording.expires_at;
-    if (lookup) {
-        ++node->lookups;
-        node->recent = recording;
+    if (lookup) ++node->lookups;
+    if (pin != Pin::none) {
+        node->recent_strong = pin == Pin::strong ? recording.content : nullptr;
+        node->recent_weak = recording.content;
+        node->recent_expires = recording.expires_at;
         node->recent_until = now + open_window;
+        node->recent_pid = pid;
         pins_.emplace_back(node->recent_until, ino);
     }
     return ino;
@@ -46,7 +49,8 @@ void InodeTable::unpin_expired(Clock::time_point now) {
     while (!pins_.empty() && pins_.front().first <= now) {
         if (auto it = nodes_.find(pins_.front().second);
             it != nodes_.end() && it->second.recent_until <= now) {
-            it->second.recent = {};
+            it->second.recent_strong.reset();
+            it->second.recent_weak.reset();
         }
         pins_.pop_front();
     }
@@ -59,14 +63,30 @@ std::optional<InodeInfo> InodeTable::find(Ino ino) const {
     return it->second.info;
 }
 
+std::optional<CachedRecording> InodeTable::pinned(const Node& node, Clock::time_point now) const {
+    if (node.recent_until <= now) return std::nullopt;
+    auto content = node.recent_weak.lock();
+    if (!content) return std::nullopt;
+    return CachedRecording{std::move(content), node.recent_expires, node.info.mtime};
+}
+
 std::optional<CachedRecording> InodeTable::recent(Ino ino, Clock::time_point now) {
     std::lock_guard lock(mutex_);
     unpin_expired(now);
     auto it = nodes_.find(ino);
-    if (it == nodes_.end() || !it->second.recent.content || it->second.recent_until <= now) {
-        return std::nullopt;
-    }
-    return it->second.recent;
+    if (it == nodes_.end()) return std::nullopt;
+    return pinned(it->second, now);
+}
+
+std::optional<CachedRecording> InodeTable::recent_for(const std::string& name, pid_t pid,
+                                                      Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    unpin_expired(now);
+    auto cur = by_name_.find(name);
+    if (cur == by_name_.end()) return std::nullopt;
+    const auto& node = nodes_.at(cur->second);
+    if (node.recent_pid != pid) return std::nullopt;
+    return pinned(node, now);
 }
 
 void InodeTable::erase(Ino ino) {

@@ -95,7 +95,8 @@ int reply_entry(fuse_req_t req, const EntryAnswer& a) {
 void on_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     guarded(req, [&] {
         start_pending(req, [&](const std::shared_ptr<PendingReply>& pending) {
-            return fs_of(req).lookup(parent, name, [pending](const EntryAnswer& a) {
+            const pid_t pid = fuse_req_ctx(req)->pid;
+            return fs_of(req).lookup(parent, name, pid, [pending](const EntryAnswer& a) {
                 return pending->take() && reply_entry(pending->req(), a) == 0;
             });
         });

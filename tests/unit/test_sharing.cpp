@@ -433,10 +433,10 @@ struct FsRig {
 
     // The reply may still be returning on the completing thread when get() wakes,
     // so it owns what it touches.
-    core::EntryAnswer lookup(const std::string& name, bool delivered = true) {
+    core::EntryAnswer lookup(const std::string& name, bool delivered = true, pid_t pid = 100) {
         auto p = std::make_shared<std::promise<core::EntryAnswer>>();
         auto f = p->get_future();
-        fs.lookup(core::root_ino, name, [p, delivered](const core::EntryAnswer& a) {
+        fs.lookup(core::root_ino, name, pid, [p, delivered](const core::EntryAnswer& a) {
             p->set_value(a);
             return delivered;
         });
@@ -508,4 +508,44 @@ TEST_CASE("inodes that readdir made and nobody looked up are bounded", "[core][f
     f.fs.readdir(core::root_ino, error);
     f.fs.readdir(core::root_ino, error);
     CHECK(f.fs.getattr(e.ino).error == 0);
+}
+
+TEST_CASE("with cache_ttl=0 one program's repeat lookups share its download; another's ask again",
+          "[core][ttl][fs]") {
+    FsRig f([](core::FetcherConfig& c) { c.ttl = 0s; });
+    f.rig.client.script("plain.WAV", {FakeReply::ok("v1"), FakeReply::ok("v2-longer")});
+    // cp: stat, then the open's path walk looks the name up again.
+    auto stat = f.lookup("plain.WAV", true, 100);
+    auto walk = f.lookup("plain.WAV", true, 100);
+    REQUIRE(walk.error == 0);
+    CHECK(walk.ino == stat.ino);
+    CHECK(f.rig.client.calls("plain.WAV") == 1);
+    auto o = f.open(walk.ino);
+    REQUIRE(o.error == 0);
+    CHECK(read_all(*o.recording.content) == "v1");
+    // A later cp is another program: not kept for it.
+    auto other = f.lookup("plain.WAV", true, 200);
+    REQUIRE(other.error == 0);
+    CHECK(f.rig.client.calls("plain.WAV") == 2);
+    CHECK(other.ino != stat.ino);
+    // And the first program's pin ends with the window.
+    f.rig.clock.advance(core::InodeTable::open_window);
+    f.lookup("plain.WAV", true, 100);
+    CHECK(f.rig.client.calls("plain.WAV") == 3);
+}
+
+TEST_CASE("a pin never keeps a recording the cache let go of", "[core][fs][review]") {
+    FsRig f;
+    f.rig.client.script("big", {FakeReply::ok(riff_of(400 << 10))});  // the disk tier
+    auto e = f.lookup("big");
+    REQUIRE(e.error == 0);
+    auto o = f.open(e.ino);
+    REQUIRE(o.error == 0);
+    REQUIRE(o.recording.content->on_disk());
+    std::weak_ptr<const core::Content> watch = o.recording.content;
+    o = {};
+    f.rig.cache->clear();  // expiry or eviction, within the open window
+    CHECK(watch.expired());
+    CHECK(f.rig.budget->used() == 0);
+    CHECK(f.rig.dir.file_count() == 0);
 }
