@@ -320,7 +320,9 @@ class SharingTest(harness.E2ETestCase):
     # e ---------------------------------------------------------------------------
     def cp_once(self, m, name):
         dest = os.path.join(m.workdir, "copy-" + name)
-        subprocess.run(["cp", m.path(name), dest], check=True, timeout=60)
+        r = subprocess.run(["cp", m.path(name), dest], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, "cp of %s: %s (%d calls)"
+                         % (name, r.stderr.strip(), self.mock.calls(name)))
         with open(dest, "rb") as f:
             self.assertEqual(f.read(), self.mock.raw(name), name)
         os.unlink(dest)
