@@ -92,6 +92,13 @@ class Mock:
     def clear_faults(self):
         self.control("POST", "/fault/clear")
 
+    def hold(self, slots, seconds, tenant=TENANT):
+        """A foreign client (the PBX portal) holds `slots` of the tenant's call slots."""
+        return self.control("POST", "/hold", {"tenant": tenant, "slots": slots, "seconds": seconds})
+
+    def clear_holds(self):
+        self.control("POST", "/hold/clear")
+
     def config(self, **kw):
         self.control("POST", "/config", kw)
 
@@ -140,6 +147,19 @@ class Mock:
     def close(self):
         self.stop()
         shutil.rmtree(self.state, ignore_errors=True)
+
+
+def wait_until(condition, timeout, what, interval=0.02):
+    """Polls condition() until it is true, for at most timeout seconds; returns its
+    last value, or raises AssertionError naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %g s waiting for %s" % (timeout, what))
+        time.sleep(interval)
 
 
 def write_credentials(directory, key=KEY, mode=0o600, tenant=None):
@@ -217,6 +237,10 @@ class Mount:
 
     def path(self, name):
         return os.path.join(self.dir, name)
+
+    def counter(self, name):
+        """One of the root's counters (user.euphoria.NAME), as an int."""
+        return int(os.getxattr(self.dir, "user.euphoria." + name))
 
     def unmount(self):
         if is_mounted(self.dir):
@@ -307,7 +331,9 @@ class E2ETestCase(unittest.TestCase):
 
     def setUp(self):
         self.mock.clear_faults()
+        self.mock.clear_holds()
         self.mock.config(latency=0)
+        self.mock.config(name_latency={}, pace=0)
         self.mock.reset()
         self.mounts = []
 

@@ -161,7 +161,8 @@ class FilesystemTest(harness.E2ETestCase):
             ("truncate:500", errno.EIO),
             ("stall:5", errno.ETIMEDOUT),
         ]
-        m = self.mount("retries=1", "timeout=1")
+        # A permanently busy tenant gives EAGAIN once busy_timeout runs out.
+        m = self.mount("retries=1", "timeout=1", "busy_timeout=1")
         for i, (fault, expected) in enumerate(rows):
             name = "err%02d.WAV" % i
             self.mock.synthetic(name, 100_000)
