@@ -94,7 +94,13 @@ void Filesystem::answer_lookup(const std::string& name, const FetchResult& r, pi
         } else if (r.error) {
             a.error = r.error;
         } else {
-            a.ino = inodes_.acquire(name, r.recording, true, clock_.now(), pin, pid);
+            const auto now = clock_.now();
+            a.ino = inodes_.acquire(name, r.recording, true, now, pin, pid);
+            if (pin == InodeTable::Pin::strong) {
+                // Nothing else holds these bytes: let go on time, idle mount or not.
+                fetcher_.schedule(now + InodeTable::open_window,
+                                  [this] { inodes_.release_pins(clock_.now()); });
+            }
             a.attr = file_attr(a.ino, InodeInfo{name, r.recording.content->size(),
                                                 r.recording.mtime, r.recording.expires_at});
             // Never longer than the data may be cached: the kernel asks again after that.
@@ -103,7 +109,7 @@ void Filesystem::answer_lookup(const std::string& name, const FetchResult& r, pi
     } catch (...) {
         a = entry_error(EIO);
     }
-    if (!reply(a) && a.ino) inodes_.forget(a.ino, 1);
+    if (!reply(a) && a.ino) inodes_.forget(a.ino, 1, clock_.now());
 }
 
 EntryAnswer Filesystem::getattr(Ino ino) {

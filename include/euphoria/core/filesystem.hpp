@@ -68,7 +68,7 @@ public:
     // Never calls upstream: an inode's attributes are those of the version it stands
     // for. A player calling fstat on a file it holds past the TTL costs nothing.
     EntryAnswer getattr(Ino ino);
-    void forget(Ino ino, std::uint64_t count) { inodes_.forget(ino, count); }
+    void forget(Ino ino, std::uint64_t count) { inodes_.forget(ino, count, clock_.now()); }
     std::vector<DirEntry> readdir(Ino ino, int& error);
     // Root xattrs: the counters. Returns the value, or sets error (ENODATA...).
     std::string getxattr(Ino ino, const std::string& name, int& error);

@@ -59,13 +59,18 @@ public:
     // pinned for: another program's lookup is a later lookup, and asks again.
     std::optional<CachedRecording> recent_for(const std::string& name, pid_t pid,
                                               Clock::time_point now);
-    void forget(Ino ino, std::uint64_t count);
+    void forget(Ino ino, std::uint64_t count, Clock::time_point now);
+    // Drops the pins that ended by `now`. Every call above does it too; this is for
+    // a timer, so that an idle mount lets go of them on time.
+    void release_pins(Clock::time_point now);
 
     // Whether `content` is what this inode last served, so the kernel's page cache
     // of it is still right (keep_cache). Records `content` as served.
     bool same_as_last_served(Ino ino, const std::shared_ptr<const Content>& content);
 
     std::size_t size() const;
+    // The kernel's references to `ino` (0 for an unknown one).
+    std::uint64_t lookups(Ino ino) const;
 
 private:
     struct Node {
@@ -78,6 +83,7 @@ private:
         Clock::time_point recent_expires{};
         Clock::time_point recent_until{};
         pid_t recent_pid = 0;
+        bool forgotten = false;  // no kernel reference left; kept until the pin ends
     };
     std::optional<CachedRecording> pinned(const Node& node, Clock::time_point now) const;
     void erase(Ino ino);                    // requires mutex_
