@@ -149,6 +149,16 @@ class Mock:
         shutil.rmtree(self.state, ignore_errors=True)
 
 
+def process_exited(pid):
+    """True once `pid` has exited: gone, or a zombie. A daemon's parent is the
+    machine's PID 1, which may reap zombies late, so /proc/PID can outlive the exit."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def wait_until(condition, timeout, what, interval=0.02):
     """Polls condition() until it is true, for at most timeout seconds; returns its
     last value, or raises AssertionError naming what was awaited."""

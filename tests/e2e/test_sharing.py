@@ -361,7 +361,7 @@ class SharingTest(harness.E2ETestCase):
         self.assertTrue(all(r.is_alive() for r in readers))
         os.kill(m.pid, signal.SIGTERM)
         sent = time.monotonic()
-        wait_until(lambda: not os.path.exists("/proc/%d" % m.pid), 10, "the daemon to exit",
+        wait_until(lambda: harness.process_exited(m.pid), 10, "the daemon to exit",
                    interval=0.01)
         exited = time.monotonic() - sent
         join_all(readers, 5, "readers after SIGTERM")
