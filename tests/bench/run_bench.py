@@ -4,7 +4,8 @@
 Starts the mock Euphoria API (tests/mock/euphoria_mock.py) over real TLS on loopback,
 creates deterministic synthetic GSM WAVs of the stated sizes, mounts the real
 mount.euphoria binary, and runs every measurement beside its reference in the same
-run, alternating ours / reference rep by rep, so drifts in machine load hit both.
+run, alternating ours / reference rep by rep, so drifts in machine load hit both. The
+mock and the mounts are the end-to-end tests' (tests/e2e/harness.py).
 
     sudo tests/bench/run_bench.py --binary BUILD/mount.euphoria \\
         --parse-bench BUILD/tests/bench/parse_bench [--reps 5] [--quick] [--out bench-out]
@@ -55,15 +56,15 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MOCK = os.path.normpath(os.path.join(HERE, "..", "mock", "euphoria_mock.py"))
-TENANT = "demo"
-KEY = "demo-key-123"
+# The mock and the mounts are the end-to-end tests' own (tests/e2e/harness.py).
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+sys.dont_write_bytecode = True  # no root-owned __pycache__ in the source tree
+import harness  # noqa: E402
+from harness import KEY, TENANT, is_mounted, rss_peak_kb  # noqa: E402
+
 MB = 1000 * 1000
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The reference scripts run in the C locale: GNU sed is several times slower in a
 # UTF-8 one on a 133 MB line, and a fast reference is the strict choice.
 REF_ENV = dict(os.environ, LC_ALL="C")
@@ -108,66 +109,19 @@ QUICK = dict(FULL, t1_size=10 * MB, t3_size=10 * MB, t3_cats=20, t4_size=1 * MB,
 
 # --- the mock API ------------------------------------------------------------------------
 
-class Mock:
-    def __init__(self, state_dir):
-        self.state = state_dir
-        python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
-        self.log_path = state_dir + ".log"
-        self.proc = subprocess.Popen([python, MOCK, "--state-dir", state_dir],
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log_path, "w"))
-        ports = os.path.join(state_dir, "ports.json")
-        deadline = time.time() + 60
-        while True:
-            if os.path.exists(ports):
-                with open(ports) as f:
-                    p = json.load(f)
-                if p.get("pid") == self.proc.pid:
-                    break
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise HarnessError("the mock API did not start; see " + self.log_path)
-            time.sleep(0.05)
-        self.api_port, self.control_port = p["api"], p["control"]
-        self.ca = os.path.join(state_dir, "ca.pem")
-        self.endpoint = "https://127.0.0.1:%d/Euphoria.Api.aspx" % self.api_port
+class Mock(harness.Mock):
+    """The e2e harness's mock on Debian's python3 (as in ctest, not a developer's pyenv),
+    with time for the large recordings."""
 
-    def control(self, method, path, body=None):
-        data = json.dumps(body if body is not None else {}).encode() if method != "GET" else None
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.control_port, path),
-                                     data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=600) as r:
-            return json.loads(r.read())
+    python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+    control_timeout = 600
 
-    def stats(self):
-        return self.control("GET", "/stats")
-
-    def reset(self):
-        self.control("POST", "/reset")
-
-    def config(self, **kw):
-        return self.control("POST", "/config", kw)
-
-    def synthetic(self, name, size):
-        r = self.control("POST", "/recording", {"tenant": TENANT, "name": name, "size": size})
+    def recording(self, name, size):
+        """Makes a synthetic recording of `size` bytes; returns its sha256."""
+        r = self.synthetic(name, size)
         if r.get("size") != size or len(r.get("sha256", "")) != 64:
             raise HarnessError("the mock did not create %s: %r" % (name, r))
         return r["sha256"]
-
-    def raw_to_file(self, name, path):
-        url = "http://127.0.0.1:%d/recording?tenant=%s&name=%s" % (
-            self.control_port, TENANT, urllib.parse.quote(name, safe=""))
-        with urllib.request.urlopen(url, timeout=600) as r, open(path, "wb") as out:
-            shutil.copyfileobj(r, out, 1 << 20)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def request_body(name):
@@ -180,105 +134,39 @@ def request_body(name):
 
 # --- mounts ------------------------------------------------------------------------------
 
-def is_mounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
-
-
-def daemon_pid(binary_name, mountpoint):
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(binary_name.encode()) and mountpoint.encode() in argv:
-            return int(pid)
-    return None
-
-
-def proc_cpu_seconds(pid):
-    """utime + stime of the whole process (all threads, living and dead)."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def proc_status_kb(pid, key):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise HarnessError("no %s in /proc/%d/status" % (key, pid))
-
-
 def children_cpu():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
 
-class Mount:
-    counter = 0
+class Mount(harness.Mount):
+    """A harness mount of the bench's binary in the bench's scratch folder, with
+    `nocheck`; listed in bench.mounts until closed."""
+
+    count = 0
 
     def __init__(self, bench, options=()):
-        Mount.counter += 1
+        Mount.count += 1
         self.bench = bench
-        base = os.path.join(bench.workdir, "mount-%03d" % Mount.counter)
-        self.dir = os.path.join(base, "mnt")
-        self.cache_dir = os.path.join(base, "cache")
-        os.makedirs(self.dir)
-        opts = ["credentials=" + bench.cred, "endpoint=" + bench.mock.endpoint,
-                "cafile=" + bench.mock.ca, "cache_dir=" + self.cache_dir, "nocheck", *options]
-        argv = [bench.binary, TENANT, self.dir, "-o", ",".join(opts)]
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise HarnessError("mount failed (%d): %s" % (r.returncode, r.stderr.strip()))
+        try:
+            super().__init__(bench.mock, ("nocheck", *options), binary=bench.binary,
+                             workdir=os.path.join(bench.workdir, "mount-%03d" % Mount.count))
+        except RuntimeError as e:
+            raise HarnessError(str(e).strip()) from None
         deadline = time.time() + 10
-        self.pid = None
         while time.time() < deadline and not (self.pid and is_mounted(self.dir)):
-            self.pid = daemon_pid(os.path.basename(bench.binary), self.dir)
             time.sleep(0.02)
+            self.pid = harness.daemon_pid(self.dir)
         if not self.pid or not is_mounted(self.dir):
             self.close()
             raise HarnessError("mounted, but found no mount.euphoria process for " + self.dir)
         bench.mounts.append(self)
 
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def cpu(self):
-        return proc_cpu_seconds(self.pid)
-
-    def hwm_kb(self):
-        return proc_status_kb(self.pid, "VmHWM")
-
-    def cache_file(self):
-        """/proc path of the daemon's open disk-cache file (the disk tier), or None."""
-        fds = "/proc/%d/fd" % self.pid
-        for fd in os.listdir(fds):
-            try:
-                target = os.readlink(os.path.join(fds, fd))
-            except OSError:
-                continue
-            if target.startswith(self.cache_dir + "/"):
-                return os.path.join(fds, fd)
-        return None
-
-    def counter_value(self, key):
-        return int(os.getxattr(self.dir, "user.euphoria." + key))
-
     def close(self):
-        if is_mounted(self.dir):
-            subprocess.run(["fusermount3", "-u", self.dir], check=False, timeout=60,
-                           stderr=subprocess.DEVNULL)
+        """Unmounts; keeps the folders (the scratch folder goes as a whole, or --keep)."""
+        self.unmount()
         if is_mounted(self.dir):
             subprocess.run(["fusermount3", "-uz", self.dir], check=False, timeout=60)
-        deadline = time.time() + 20
-        while self.pid and os.path.exists("/proc/%d" % self.pid) and time.time() < deadline:
-            time.sleep(0.02)
         if self in self.bench.mounts:
             self.bench.mounts.remove(self)
 
@@ -301,6 +189,13 @@ def check_bytes(path, want, what):
     if got != want:
         raise HarnessError("%s: wrong bytes in %s (sha256 %s, the mock says %s)" %
                            (what, path, got, want))
+
+
+def check_one_call_each(st, names, what):
+    """The mock's stats `st` show one call per name and no "exceeded" reply."""
+    if any(st["calls"].get(n) != 1 for n in names) or st["exceeded"]:
+        raise HarnessError("%s: expected one call per name, the mock saw %r (exceeded %d)" %
+                           (what, st["calls"], st["exceeded"]))
 
 
 def timed_run(argv, what, **kw):
@@ -402,10 +297,6 @@ class Bench:
         self.mock = None
         self.rows = []
         self.info = {}
-        self.cred = os.path.join(self.workdir, "demo.cred")
-        with open(self.cred, "w") as f:
-            f.write("auth=%s\n" % KEY)
-        os.chmod(self.cred, 0o600)
 
     # Plumbing shared by the rows.
     def req_file(self, name):
@@ -433,11 +324,42 @@ class Bench:
     def reps(self):
         return range(1, self.args.reps + 1)
 
+    def cp_batch(self, m, names, shas, rid, sampler=None):
+        """One `cp` per name out of mount m into the destination folder, all started at
+        once; `sampler` runs during the batch. Closes m. Checks every `cp`, the bytes, and
+        that the mock saw one call per name and no "exceeded" reply. Returns (wall
+        seconds, the mock's stats)."""
+        try:
+            dests = [os.path.join(self.dest, "%s-%02d.wav" % (rid.lower(), i))
+                     for i in range(len(names))]
+            if sampler is not None:
+                sampler.start()
+            t0 = time.perf_counter()
+            procs = [subprocess.Popen(["cp", m.path(n), d], stderr=subprocess.PIPE)
+                     for n, d in zip(names, dests)]
+            for p in procs:
+                p.wait()
+            wall = time.perf_counter() - t0
+            if sampler is not None:
+                sampler.stop()
+            for p in procs:
+                if p.returncode != 0:
+                    raise HarnessError("%s cp failed: %s" % (rid, p.stderr.read().decode()))
+                p.stderr.close()
+            st = self.mock.stats()
+        finally:
+            m.close()
+        for n, d in zip(names, dests):
+            check_bytes(d, shas[n], rid + " cp")
+            os.unlink(d)
+        check_one_call_each(st, names, rid)
+        return wall, st
+
     # T1, T1b, T2 -------------------------------------------------------------------
     def t1(self):
         size = self.sizes["t1_size"]
         name = "bench-t1-%dMB.WAV" % (size // MB)
-        sha = self.mock.synthetic(name, size)
+        sha = self.mock.recording(name, size)
         ours_wall, ours_cpu, cp_cpu, ours_hs = [], [], [], []
         ref_wall, ref_cpu, xfer_wall = [], [], []
         dest = os.path.join(self.dest, "t1.wav")
@@ -498,7 +420,7 @@ class Bench:
         size = self.sizes["t3_size"]
         cats = self.sizes["t3_cats"]
         name = "bench-t3-%dMB.WAV" % (size // MB)
-        sha = self.mock.synthetic(name, size)
+        sha = self.mock.recording(name, size)
         local = os.path.join(self.workdir, "t3-local.wav")
         self.mock.raw_to_file(name, local)
         check_bytes(local, sha, "T3 local copy")
@@ -507,7 +429,7 @@ class Bench:
         try:
             # First read: cold, and checks the bytes.
             check_bytes(m.path(name), sha, "T3 first read through the mount")
-            fetches0 = m.counter_value("upstream_calls")
+            fetches0 = m.counter("upstream_calls")
             # Diagnostic, not a row: the daemon's own disk-cache file, read directly.
             # That is the speed a read that bypassed the FUSE page cache would reach.
             cache_file = m.cache_file()
@@ -530,9 +452,9 @@ class Bench:
                     backing.append(t / cats)
                     line += " | daemon's cache file %.1f ms" % (backing[-1] * 1e3)
                 log(line + " (per cat, mean of %d)" % cats)
-            refetches = m.counter_value("upstream_calls") - fetches0
-            passthrough_opens = m.counter_value("passthrough_opens")
-            read_requests = m.counter_value("read_requests")
+            refetches = m.counter("upstream_calls") - fetches0
+            passthrough_opens = m.counter("passthrough_opens")
+            read_requests = m.counter("read_requests")
             check_bytes(m.path(name), sha, "T3 last read through the mount")
         finally:
             m.close()
@@ -558,34 +480,13 @@ class Bench:
     def t4(self):
         size, count = self.sizes["t4_size"], self.sizes["t4_count"]
         names = ["bench-t4-%02d-%dMB.WAV" % (i, size // MB) for i in range(count)]
-        shas = {n: self.mock.synthetic(n, size) for n in names}
+        shas = {n: self.mock.recording(n, size) for n in names}
         reqs = ["@" + self.req_file(n) for n in names]
         self.mock.config(latency=self.sizes["t4_latency"])
         ours, ref, ours_hs, ours_conn, ref_hs, ours_max_in_flight = [], [], [], [], [], []
         try:
             for rep in self.reps():
-                m = self.fresh_mount()
-                try:
-                    dests = [os.path.join(self.dest, "t4-%02d.wav" % i) for i in range(count)]
-                    t0 = time.perf_counter()
-                    procs = [subprocess.Popen(["cp", m.path(n), d], stderr=subprocess.PIPE)
-                             for n, d in zip(names, dests)]
-                    for p in procs:
-                        p.wait()
-                    wall = time.perf_counter() - t0
-                    for p in procs:
-                        if p.returncode != 0:
-                            raise HarnessError("T4 cp failed: " + p.stderr.read().decode())
-                        p.stderr.close()
-                    st = self.mock.stats()
-                finally:
-                    m.close()
-                for n, d in zip(names, dests):
-                    check_bytes(d, shas[n], "T4 cp")
-                    os.unlink(d)
-                if any(st["calls"].get(n) != 1 for n in names) or st["exceeded"]:
-                    raise HarnessError("T4: expected one call per name, the mock saw %r "
-                                       "(exceeded %d)" % (st["calls"], st["exceeded"]))
+                wall, st = self.cp_batch(self.fresh_mount(), names, shas, "T4")
                 ours.append(wall)
                 ours_hs.append(st["handshakes"])
                 ours_conn.append(st["connections"])
@@ -596,9 +497,7 @@ class Bench:
                 wall, _ = timed_run(xargs, "xargs curl", input="\n".join(reqs).encode(),
                                     env=REF_ENV)
                 st = self.mock.stats()
-                if any(st["calls"].get(n) != 1 for n in names) or st["exceeded"]:
-                    raise HarnessError("T4 reference: the mock saw %r (exceeded %d)" %
-                                       (st["calls"], st["exceeded"]))
+                check_one_call_each(st, names, "T4 reference")
                 ref.append(wall)
                 ref_hs.append(st["handshakes"])
                 log("T4 rep %d: parallel cp %.3f s (%d handshakes, %d connections, max in "
@@ -622,16 +521,16 @@ class Bench:
     def t5(self):
         size = self.sizes["t5_size"]
         name = "bench-t5-%dMB.WAV" % (size // MB)
-        sha = self.mock.synthetic(name, size)
+        sha = self.mock.recording(name, size)
         growth, peaks = [], []
         for rep in self.reps():
             m = self.fresh_mount(["mem_cache_size=" + self.sizes["t5_mem_cache"]])
             try:
-                base = m.hwm_kb()
+                base = rss_peak_kb(m.pid)
                 t0 = time.perf_counter()
                 check_bytes(m.path(name), sha, "T5 cold read")
                 wall = time.perf_counter() - t0
-                peak = m.hwm_kb()
+                peak = rss_peak_kb(m.pid)
             finally:
                 m.close()
             growth.append((peak - base) * 1024 / MB)
@@ -653,8 +552,8 @@ class Bench:
         m = self.fresh_mount()
         ours, ref, first, names_all = [], [], [], []
         try:
-            neg0 = m.counter_value("hits_negative")
-            up0 = m.counter_value("upstream_calls")
+            neg0 = m.counter("hits_negative")
+            up0 = m.counter("upstream_calls")
             for rep in self.reps():
                 names = ["bench-t6-missing-r%d-%d.WAV" % (rep, i) for i in range(k)]
                 names_all += names
@@ -671,8 +570,8 @@ class Bench:
                 log("T6 rep %d: %d stats on the mount %.1f ms | local %.1f ms "
                     "(first stat on the mount: %.1f ms)" %
                     (rep, n, ours[-1] * 1e3, ref[-1] * 1e3, first[-1] * 1e3))
-            reached = m.counter_value("hits_negative") - neg0
-            upstream = m.counter_value("upstream_calls") - up0
+            reached = m.counter("hits_negative") - neg0
+            upstream = m.counter("upstream_calls") - up0
             st = self.mock.stats()
         finally:
             m.close()
@@ -724,7 +623,7 @@ class Bench:
         latency = self.sizes["t9_latency"]
         interval = self.sizes["t10_interval"]
         names = ["bench-t9-%02d.WAV" % i for i in range(count)]
-        shas = {n: self.mock.synthetic(n, size) for n in names}
+        shas = {n: self.mock.recording(n, size) for n in names}
         ideal = math.ceil(count / 3) * latency
         ours, idle_worst, busy_worst, busy_samples, max_in_flight = [], [], [], [], []
         busy_p99, idle_p99 = [], []
@@ -736,29 +635,11 @@ class Bench:
                     # Reference first: the same sampling on this mount while it is idle.
                     idle = XattrSampler(m.dir, interval)
                     idle.take(self.sizes["t10_idle_samples"])
-                    dests = [os.path.join(self.dest, "t9-%02d.wav" % i) for i in range(count)]
-                    busy = XattrSampler(m.dir, interval)
-                    busy.start()
-                    t0 = time.perf_counter()
-                    procs = [subprocess.Popen(["cp", m.path(n), d], stderr=subprocess.PIPE)
-                             for n, d in zip(names, dests)]
-                    for p in procs:
-                        p.wait()
-                    wall = time.perf_counter() - t0
-                    busy.stop()
-                    for p in procs:
-                        if p.returncode != 0:
-                            raise HarnessError("T9 cp failed: " + p.stderr.read().decode())
-                        p.stderr.close()
-                    st = self.mock.stats()
-                finally:
+                except BaseException:
                     m.close()
-                for n, d in zip(names, dests):
-                    check_bytes(d, shas[n], "T9 cp")
-                    os.unlink(d)
-                if any(st["calls"].get(n) != 1 for n in names) or st["exceeded"]:
-                    raise HarnessError("T9: expected one call per name, the mock saw %r "
-                                       "(exceeded %d)" % (st["calls"], st["exceeded"]))
+                    raise
+                busy = XattrSampler(m.dir, interval)
+                wall, st = self.cp_batch(m, names, shas, "T9", sampler=busy)
                 if not busy.latencies:
                     raise HarnessError("T10: no getxattr sample during the batch")
                 ours.append(wall)
@@ -799,7 +680,12 @@ class Bench:
     # -------------------------------------------------------------------------------
     def run(self):
         wanted = self.args.only
-        self.mock = Mock(os.path.join(self.workdir, "mock"))
+        mock_log = os.path.join(self.workdir, "mock.log")
+        try:
+            self.mock = Mock(state_dir=os.path.join(self.workdir, "mock"),
+                             stderr=open(mock_log, "w"))
+        except RuntimeError as e:
+            raise HarnessError("%s; see %s" % (e, mock_log)) from None
         if wanted and "T10" in wanted:
             wanted = wanted | {"T9"}  # T10 is measured during T9's batch
         for rid, fn in (("T1", self.t1), ("T3", self.t3), ("T4", self.t4), ("T5", self.t5),
@@ -816,7 +702,7 @@ class Bench:
             except Exception as e:  # noqa: BLE001 (best-effort cleanup)
                 log("cleanup: %s" % e)
         if self.mock:
-            self.mock.close()
+            self.mock.stop()  # its state folder is in the scratch folder
         shutil.rmtree(self.dest, ignore_errors=True)
         if self.args.keep:
             log("kept " + self.workdir)
