@@ -16,17 +16,15 @@ timespec to_timespec(std::chrono::system_clock::time_point t) {
     return ts;
 }
 
-EntryAnswer entry_error(int err) {
-    EntryAnswer a;
+template <class Answer>
+Answer failed(int err) {
+    Answer a;
     a.error = err;
     return a;
 }
 
-OpenAnswer open_error(int err) {
-    OpenAnswer a;
-    a.error = err;
-    return a;
-}
+constexpr auto entry_error = failed<EntryAnswer>;
+constexpr auto open_error = failed<OpenAnswer>;
 
 }  // namespace
 

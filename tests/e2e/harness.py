@@ -168,6 +168,27 @@ class Mock:
         shutil.rmtree(self.state, ignore_errors=True)
 
 
+def errno_of(fn, *args):
+    """The errno that fn(*args) fails with, 0 if it succeeds."""
+    try:
+        fn(*args)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def interrupt(proc, timeout=5):
+    """Sends SIGINT (Ctrl-C) to proc; returns how long it took to exit, or raises
+    AssertionError if it is still running after timeout seconds."""
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("Ctrl-C: still running after %g s" % timeout)
+    return time.monotonic() - start
+
+
 def process_exited(pid):
     """True once `pid` has exited: gone, or a zombie. A daemon's parent is the
     machine's PID 1, which may reap zombies late, so /proc/PID can outlive the exit."""

@@ -15,12 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import harness
 
 
-def errno_of(fn, *args):
-    try:
-        fn(*args)
-    except OSError as e:
-        return e.errno
-    return 0
+errno_of = harness.errno_of
 
 
 def read_file(path):

@@ -52,12 +52,7 @@ def timed(fn, *args):
     return time.monotonic() - start, result
 
 
-def errno_of(fn, *args):
-    try:
-        fn(*args)
-    except OSError as e:
-        return e.errno
-    return 0
+errno_of = harness.errno_of
 
 
 class Reader(threading.Thread):
@@ -268,13 +263,7 @@ class SharingTest(harness.E2ETestCase):
                 wait_until(lambda: blocked_in_fuse(cat.pid), 5,
                            "cat to wait on the mount (wchan %r)" % wchan(cat.pid))
                 self.assertIsNone(cat.poll())
-                cat.send_signal(signal.SIGINT)
-                start = time.monotonic()
-                try:
-                    cat.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.fail("Ctrl-C on a queued cat: still running after 5 s")
-                cat_exit = time.monotonic() - start
+                cat_exit = harness.interrupt(cat)
             time.sleep(0.3)
         pending = m.counter("pending")
         print("100 pending names: worst getxattr %.1f ms, getattr %.1f ms, read %.1f ms; "
@@ -390,13 +379,7 @@ class SharingTest(harness.E2ETestCase):
         wait_until(lambda: self.mock.stats()["in_flight"] == 1, 5, "the call to start")
         time.sleep(max(0.0, 0.5 - (time.monotonic() - started)))  # the scenario: Ctrl-C at 0.5 s
         self.assertIsNone(cat.poll())
-        cat.send_signal(signal.SIGINT)
-        sent = time.monotonic()
-        try:
-            cat.wait(5)
-        except subprocess.TimeoutExpired:
-            self.fail("Ctrl-C did not end cat within 5 s")
-        self.assertLess(time.monotonic() - sent, 1.0)
+        self.assertLess(harness.interrupt(cat), 1.0)
         with open(m.path("again.WAV"), "rb") as f:
             self.assertEqual(f.read(), self.mock.raw("again.WAV"))
         self.assertEqual(self.mock.calls("again.WAV"), 1)
