@@ -76,6 +76,9 @@ def check_deb(c, tmp, cpack, dpkg_deb):
     r = run([cpack, "-G", "DEB", "--config", config, "-B", outdir], cwd=BUILD_DIR, timeout=120)
     if not c.check(r.returncode == 0, "cpack -G DEB failed:\n" + r.stdout + r.stderr):
         return None
+    # CPackConfig.cmake must read back what packaging/CMakeLists.txt set.
+    c.check("Invalid escape sequence" not in r.stdout + r.stderr and "CPackConfig.cmake:" not in r.stdout + r.stderr,
+            "cpack warns about CPackConfig.cmake:\n" + r.stdout + r.stderr)
     debs = [f for f in os.listdir(outdir) if f.endswith(".deb")]
     if not c.check(len(debs) == 1, "expected one .deb, cpack made %r" % debs):
         return None
