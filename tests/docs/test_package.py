@@ -3,7 +3,9 @@
 
 Builds the .deb with `cpack -G DEB` (into a temporary folder: the build tree is left
 as it was), then checks its files and modes (dpkg-deb -c), its control fields
-(dpkg-deb -f) and conffiles (dpkg-deb -I), and that the packaged helper runs. Then runs
+(dpkg-deb -f), its Depends against the package names of this Debian release and the
+packages that hold the libraries the binary links, conffiles (dpkg-deb -I), and that
+the packaged helper runs. Then runs
 `cmake --install` twice: with --prefix TMP (the tree under TMP) and with
 DESTDIR=TMP --prefix /usr, which must give exactly the .deb's tree. Last, the RPM
 spec: its Version and %files, and `rpmspec -P` when rpm is installed.
@@ -26,11 +28,68 @@ MAINTAINER = "euphoriafs developers <dev@euphoriafs.invalid>"
 # Runtime packages the .deb must depend on (by name; versions may be added).
 REQUIRED_DEPENDS = {
     "fuse3": r"fuse3",
+    "ca-certificates": r"ca-certificates",
     "libfuse3": r"libfuse3-\d+",
     "libcurl": r"libcurl4(t64)?",
     "libxml2": r"libxml2(-\d+)?",
-    "boost program_options": r"libboost-program-options\d[\d.]*",
+    "boost program_options": r"libboost-program-options\d[\d.]*(t64)?",
 }
+# The library packages by name on each Debian release (/etc/os-release VERSION_ID).
+# Debian 13 renamed libfuse3-3 and libcurl4 (64-bit time_t), and has Boost 1.83.
+RELEASE_DEPENDS = {
+    "12": ["libfuse3-3", "libcurl4", "libxml2", "libboost-program-options1.74.0",
+           "libstdc++6", "libgcc-s1", "libc6"],
+    "13": ["libfuse3-4", "libcurl4t64", "libxml2", "libboost-program-options1.83.0",
+           "libstdc++6", "libgcc-s1", "libc6"],
+}
+
+def os_release():
+    fields = {}
+    try:
+        with open("/etc/os-release", encoding="utf-8") as f:
+            for line in f:
+                m = re.match(r'^([A-Z_]+)=("?)(.*)\2$', line.strip())
+                if m:
+                    fields[m.group(1)] = m.group(3)
+    except OSError:
+        pass
+    return fields
+
+
+def release_depends():
+    """This Debian release's library package names, or None for a release not listed."""
+    fields = os_release()
+    if fields.get("ID") != "debian":
+        return None
+    version = fields.get("VERSION_ID") or {"bookworm": "12", "trixie": "13"}.get(
+        fields.get("VERSION_CODENAME", ""), "")
+    return RELEASE_DEPENDS.get(version)
+
+
+def package_of(path):
+    """The Debian package that holds a file, trying /lib and /usr/lib (merged /usr)."""
+    real = os.path.realpath(path)
+    candidates = [real]
+    if real.startswith("/usr/lib"):
+        candidates.append(real[len("/usr"):])
+    elif real.startswith("/lib"):
+        candidates.append("/usr" + real)
+    for candidate in candidates:
+        r = run(["dpkg-query", "-S", candidate])
+        m = re.match(r"^([a-z0-9][a-z0-9+.-]+)(:[a-z0-9-]+)?: ", r.stdout)
+        if r.returncode == 0 and m:
+            return m.group(1)
+    return None
+
+
+def linked_packages(binary):
+    """{soname: package} of the libraries the binary itself needs (DT_NEEDED)."""
+    readelf = optional_tool("readelf", "binutils")
+    if not readelf:
+        return {}
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", run([readelf, "-d", binary]).stdout)
+    paths = dict(re.findall(r"^\s*(\S+) => (/\S+)", run(["ldd", binary]).stdout, re.M))
+    return {name: package_of(paths[name]) if name in paths else None for name in needed}
 
 
 def docs_expected():
@@ -122,6 +181,19 @@ def check_deb(c, tmp, cpack, dpkg_deb):
     for what, pattern in REQUIRED_DEPENDS.items():
         c.check(any(re.fullmatch(pattern, d) for d in depends),
                 "Depends lacks %s (%s): %r" % (what, pattern, fields["Depends"]))
+    # The names this release gives those libraries, and the packages that really hold
+    # the libraries the built binary links: a .deb built here installs here.
+    expected = release_depends()
+    if expected is None:
+        print("NOTE: %s is no release RELEASE_DEPENDS lists: only the linked libraries' "
+              "packages are checked" % os_release().get("PRETTY_NAME", "this system"))
+    for package in expected or []:
+        c.check(package in depends, "Depends lacks %s, the package this release names: %r"
+                % (package, fields["Depends"]))
+    for soname, package in linked_packages(env_path("EUPHORIA_BIN")).items():
+        if c.check(package is not None, "no Debian package holds %s, which the binary links" % soname):
+            c.check(package in depends, "Depends lacks %s, which holds the linked %s: %r"
+                    % (package, soname, fields["Depends"]))
 
     r = run([dpkg_deb, "-I", deb, "conffiles"])
     conffiles = r.stdout.split()
