@@ -4,11 +4,13 @@
 Builds the .deb with `cpack -G DEB` (into a temporary folder: the build tree is left
 as it was), then checks its files and modes (dpkg-deb -c), its control fields
 (dpkg-deb -f), its Depends against the package names of this Debian release and the
-packages that hold the libraries the binary links, conffiles (dpkg-deb -I), and that
-the packaged helper runs. Then runs
-`cmake --install` twice: with --prefix TMP (the tree under TMP) and with
-DESTDIR=TMP --prefix /usr, which must give exactly the .deb's tree. Last, the RPM
-spec: its Version and %files, and `rpmspec -P` when rpm is installed.
+packages that hold the libraries the binary links, conffiles (dpkg-deb -I),
+that the packaged helper runs, and that lintian reports no error.
+
+Then runs `cmake --install` twice: with --prefix TMP (the tree under TMP) and with
+DESTDIR=TMP --prefix /usr, which with the component "debian" (copyright, changelog)
+must give exactly the .deb's tree. Last, the RPM spec: its Version and %files, and
+`rpmspec -P` when rpm is installed.
 """
 
 import gzip
@@ -42,6 +44,11 @@ RELEASE_DEPENDS = {
     "13": ["libfuse3-4", "libcurl4t64", "libxml2", "libboost-program-options1.83.0",
            "libstdc++6", "libgcc-s1", "libc6"],
 }
+# Files only the .deb has (install component "debian"), which Debian asks of every package.
+DEB_ONLY = ["usr/share/doc/euphoriafs/copyright", "usr/share/doc/euphoriafs/changelog.Debian.gz"]
+# lintian warnings packaging/README.md explains; any other is printed as a NOTE.
+KNOWN_WARNINGS = {"initial-upload-closes-no-bugs", "non-standard-file-perm"}
+
 
 def os_release():
     fields = {}
@@ -131,16 +138,16 @@ def check_deb(c, tmp, cpack, dpkg_deb):
     os.makedirs(outdir)
     config = os.path.join(BUILD_DIR, "CPackConfig.cmake")
     if not c.check(os.path.exists(config), "no %s: configure the build first" % config):
-        return None
-    r = run([cpack, "-G", "DEB", "--config", config, "-B", outdir], cwd=BUILD_DIR, timeout=120)
+        return None, None
+    r = run([cpack, "-G", "DEB", "--config", config, "-B", outdir], cwd=BUILD_DIR, timeout=300)
     if not c.check(r.returncode == 0, "cpack -G DEB failed:\n" + r.stdout + r.stderr):
-        return None
+        return None, None
     # CPackConfig.cmake must read back what packaging/CMakeLists.txt set.
     c.check("Invalid escape sequence" not in r.stdout + r.stderr and "CPackConfig.cmake:" not in r.stdout + r.stderr,
             "cpack warns about CPackConfig.cmake:\n" + r.stdout + r.stderr)
     debs = [f for f in os.listdir(outdir) if f.endswith(".deb")]
     if not c.check(len(debs) == 1, "expected one .deb, cpack made %r" % debs):
-        return None
+        return None, None
     c.check(re.fullmatch(r"euphoriafs_%s-\d+_[a-z0-9]+\.deb" % re.escape(VERSION), debs[0]) is not None,
             "package file name %s is not euphoriafs_%s-RELEASE_ARCH.deb" % (debs[0], VERSION))
     deb = os.path.join(outdir, debs[0])
@@ -195,6 +202,11 @@ def check_deb(c, tmp, cpack, dpkg_deb):
             c.check(package in depends, "Depends lacks %s, which holds the linked %s: %r"
                     % (package, soname, fields["Depends"]))
 
+    # The .deb's own files: copyright (machine-readable) and the changelog of this version.
+    for path in DEB_ONLY:
+        if c.check(path in files, "the .deb lacks ./" + path):
+            c.check(files[path] == ("-rw-r--r--", "root/root"), "./%s is %s %s" % ((path,) + files[path]))
+
     r = run([dpkg_deb, "-I", deb, "conffiles"])
     conffiles = r.stdout.split()
     c.check("/etc/euphoria/example.cred" in conffiles,
@@ -218,6 +230,17 @@ def check_deb(c, tmp, cpack, dpkg_deb):
                     "example.cred lacks #auth=YOUR-KEY-HERE / #tenant=YOUR-TENANT")
             active = [l for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
             c.check(not active, "example.cred must only hold comments, has %r" % active)
+        changelog = os.path.join(root, DEB_ONLY[1])
+        if os.path.exists(changelog):
+            with gzip.open(changelog, "rt", encoding="utf-8") as f:
+                first = f.readline()
+            c.check(first.startswith("euphoriafs (%s) " % fields["Version"]),
+                    "changelog.Debian.gz starts %r, not with this version %s" % (first, fields["Version"]))
+        copyright_file = os.path.join(root, DEB_ONLY[0])
+        if os.path.exists(copyright_file):
+            c.check(read(copyright_file).startswith(
+                "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"),
+                "the copyright file is not machine-readable (DEP-5)")
         binary = os.path.join(root, "usr/sbin/mount.euphoria")
         if os.path.exists(binary):
             with open(binary, "rb") as f:
@@ -225,7 +248,22 @@ def check_deb(c, tmp, cpack, dpkg_deb):
             r = run([binary, "--version"])
             c.check(r.returncode == 0 and VERSION in r.stdout,
                     "the packaged mount.euphoria --version: rc=%d %r" % (r.returncode, r.stdout + r.stderr))
-    return files
+    return deb, files
+
+
+def check_lintian(c, deb):
+    """lintian reports no error; the warnings left are printed (packaging/README.md)."""
+    lintian = require_tool("lintian", "lintian")
+    r = run([lintian, "--fail-on", "error", "--no-tag-display-limit", deb], timeout=300)
+    tags = [l for l in r.stdout.splitlines() if re.match(r"^[EWIPXO]: ", l)]
+    errors = [l for l in tags if l.startswith("E: ")]
+    c.check(not errors and r.returncode == 0,
+            "lintian: rc=%d, errors:\n  %s\n%s" % (r.returncode, "\n  ".join(errors), r.stderr.strip()))
+    for line in tags:
+        if line.startswith("W: "):
+            tag = line.split()[2]
+            print("NOTE: lintian %s%s" % (line, "" if tag in KNOWN_WARNINGS else
+                                          "  (not explained in packaging/README.md)"))
 
 
 def check_install(c, tmp, cmake, deb_files):
@@ -244,12 +282,20 @@ def check_install(c, tmp, cmake, deb_files):
         for doc in docs_expected():
             c.check(doc in tree, "cmake --install: %s missing" % doc)
 
-    # DESTDIR=DIR cmake --install --prefix /usr: exactly the .deb's tree and modes.
+    # DESTDIR=DIR cmake --install --prefix /usr: the .deb's tree and modes, but for
+    # the .deb's own files, which the component "debian" adds.
     destdir = os.path.join(tmp, "destdir")
-    r = run([cmake, "--install", BUILD_DIR, "--prefix", "/usr"], timeout=120,
-            env=dict(os.environ, DESTDIR=destdir))
-    if c.check(r.returncode == 0, "DESTDIR=... cmake --install --prefix /usr failed:\n" + r.stdout + r.stderr) \
-            and deb_files is not None:
+    env = dict(os.environ, DESTDIR=destdir)
+    r = run([cmake, "--install", BUILD_DIR, "--prefix", "/usr"], timeout=120, env=env)
+    ok = c.check(r.returncode == 0, "DESTDIR=... cmake --install --prefix /usr failed:\n" + r.stdout + r.stderr)
+    if ok:
+        tree = tree_listing(destdir)
+        for path in DEB_ONLY:
+            c.check(path not in tree, "cmake --install installs %s, which only the .deb has" % path)
+        r = run([cmake, "--install", BUILD_DIR, "--prefix", "/usr", "--component", "debian"],
+                timeout=120, env=env)
+        ok = c.check(r.returncode == 0, "cmake --install --component debian failed:\n" + r.stdout + r.stderr)
+    if ok and deb_files is not None:
         tree = tree_listing(destdir)
         deb_tree = {p: m for p, (m, _) in deb_files.items()}
         only_deb = sorted(set(deb_tree) - set(tree))
@@ -292,7 +338,9 @@ def main():
     os.umask(0o022)
     c = Checks("test_package")
     with tempfile.TemporaryDirectory(prefix="euphoria-package-") as tmp:
-        files = check_deb(c, tmp, cpack, dpkg_deb)
+        deb, files = check_deb(c, tmp, cpack, dpkg_deb)
+        if deb is not None:
+            check_lintian(c, deb)
         check_install(c, tmp, cmake, files)
     check_spec(c)
     c.finish()
