@@ -49,8 +49,13 @@ Credentials parse_credentials(const std::string& text, const std::string& file_n
             out.tenant = value;
         } else {
             api::wipe_string(value);
+            // Appended piece by piece: `":" + std::to_string(...)` inserts at the front
+            // of a temporary, where g++ 12 at -O3 sees a false -Wrestrict.
             std::string message = file_name;
-            message += ":" + std::to_string(number) + ": unknown setting '" + key;
+            message += ':';
+            message += std::to_string(number);
+            message += ": unknown setting '";
+            message += key;
             message += "' (expected auth= or tenant=)";
             throw UsageError(message);
         }

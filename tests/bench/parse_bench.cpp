@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -31,10 +32,19 @@ struct Options {
 };
 
 [[noreturn]] void usage() {
-    std::fprintf(stderr,
-                 "usage: parse_bench [--size-mb N] [--wrap] [--runs N] [--chunk-kb N] "
-                 "[--payload PATH]\n");
-    std::exit(2);
+    static_cast<void>(std::fputs("usage: parse_bench [--size-mb N] [--wrap] [--runs N] "
+                                 "[--chunk-kb N] [--payload PATH]\n",
+                                 stderr));
+    std::exit(2);  // NOLINT(concurrency-mt-unsafe): only while parsing options, one thread
+}
+
+// A number from 0 to max, or usage().
+double number(const char* text, double max) {
+    char* end = nullptr;
+    errno = 0;
+    const double value = std::strtod(text, &end);
+    if (end == text || *end != '\0' || errno != 0 || !(value >= 0 && value <= max)) usage();
+    return value;
 }
 
 Options parse_options(int argc, char** argv) {
@@ -46,13 +56,13 @@ Options parse_options(int argc, char** argv) {
             return argv[++i];
         };
         if (arg == "--size-mb") {
-            options.size_mb = std::atof(value());
+            options.size_mb = number(value(), 1e6);
         } else if (arg == "--wrap") {
             options.wrap = true;
         } else if (arg == "--runs") {
-            options.runs = std::atoi(value());
+            options.runs = static_cast<int>(number(value(), 1e6));
         } else if (arg == "--chunk-kb") {
-            options.chunk = static_cast<std::size_t>(std::atol(value())) * 1024;
+            options.chunk = static_cast<std::size_t>(number(value(), 1 << 20)) * 1024;
         } else if (arg == "--payload") {
             options.payload_path = value();
         } else {
@@ -133,7 +143,8 @@ int main(int argc, char** argv) {
     const Options options = parse_options(argc, argv);
     const Reply reply = build_reply(options);
     if (!options.payload_path.empty() && !write_file(options.payload_path, reply.payload)) {
-        std::fprintf(stderr, "parse_bench: cannot write %s\n", options.payload_path.c_str());
+        static_cast<void>(
+            std::fprintf(stderr, "parse_bench: cannot write %s\n", options.payload_path.c_str()));
         return 1;
     }
 
@@ -143,14 +154,14 @@ int main(int argc, char** argv) {
             CountingSink sink;
             seconds.push_back(time_parse(reply.xml, options.chunk, sink));
             if (sink.bytes() != reply.decoded_size || sink.completes() != 1) {
-                std::fprintf(stderr, "parse_bench: decoded %llu bytes, expected %llu\n",
-                             static_cast<unsigned long long>(sink.bytes()),
-                             static_cast<unsigned long long>(reply.decoded_size));
+                static_cast<void>(std::fprintf(stderr, "parse_bench: decoded %llu bytes, expected %llu\n",
+                                               static_cast<unsigned long long>(sink.bytes()),
+                                               static_cast<unsigned long long>(reply.decoded_size)));
                 return 1;
             }
         }
     } catch (const euphoria::api::ApiError& e) {
-        std::fprintf(stderr, "parse_bench: %s\n", e.what());
+        static_cast<void>(std::fprintf(stderr, "parse_bench: %s\n", e.what()));
         return 1;
     }
 

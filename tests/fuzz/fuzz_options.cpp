@@ -19,8 +19,9 @@ namespace {
 constexpr std::size_t max_args = 64;
 
 [[noreturn]] void finding(const char* what, const std::string& detail = {}) {
-    std::fprintf(stderr, "\n*** fuzz_options finding: %s\n%s\n", what, detail.c_str());
-    std::fflush(stderr);
+    // Nothing to do if stderr fails: abort() reports the finding anyway.
+    static_cast<void>(std::fprintf(stderr, "\n*** fuzz_options finding: %s\n%s\n", what, detail.c_str()));
+    static_cast<void>(std::fflush(stderr));
     std::abort();
 }
 

@@ -57,7 +57,7 @@ std::string printable(std::string_view text) {
             shown += c;
         } else {
             char hex[8];
-            std::snprintf(hex, sizeof hex, "\\x%02X", u);
+            static_cast<void>(std::snprintf(hex, sizeof hex, "\\x%02X", u));
             shown += hex;
         }
     }
@@ -66,8 +66,9 @@ std::string printable(std::string_view text) {
 }
 
 [[noreturn]] void finding(const char* what, const std::string& detail = {}) {
-    std::fprintf(stderr, "\n*** fuzz_reply finding: %s\n%s\n", what, detail.c_str());
-    std::fflush(stderr);
+    // Nothing to do if stderr fails: abort() reports the finding anyway.
+    static_cast<void>(std::fprintf(stderr, "\n*** fuzz_reply finding: %s\n%s\n", what, detail.c_str()));
+    static_cast<void>(std::fflush(stderr));
     std::abort();
 }
 
@@ -228,7 +229,7 @@ std::string_view trim(std::string_view text) {
 }
 
 bool named(const xmlNode* node, const char* name) {
-    return node->type == XML_ELEMENT_NODE && xmlStrEqual(node->name, BAD_CAST name);
+    return node->type == XML_ELEMENT_NODE && xmlStrEqual(node->name, reinterpret_cast<const xmlChar*>(name));
 }
 
 // The element's own text: its text and CDATA children, not its descendants'.

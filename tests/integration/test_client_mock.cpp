@@ -1,6 +1,6 @@
 // The real client against the mock API over real TLS on 127.0.0.1.
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 #include <cerrno>
 #include <future>

@@ -1,2 +1,4 @@
+// Catch2 2.x only: its main(). With 3.x, Catch2::Catch2WithMain provides it and CMake
+// leaves this file out.
 #define CATCH_CONFIG_MAIN
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"

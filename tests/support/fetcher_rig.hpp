@@ -2,7 +2,7 @@
 // A Fetcher over a fake client, a fake clock and a private cache folder, and the
 // byte helpers the core tests share.
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 #include <functional>
 #include <memory>

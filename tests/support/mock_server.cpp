@@ -42,13 +42,14 @@ std::string base64_encode(const std::string& bytes) {
     out.reserve((bytes.size() + 2) / 3 * 4);
     std::size_t i = 0;
     for (; i + 2 < bytes.size(); i += 3) {
-        const unsigned v = (unsigned char)bytes[i] << 16 | (unsigned char)bytes[i + 1] << 8 |
-                           (unsigned char)bytes[i + 2];
+        const unsigned v = static_cast<unsigned char>(bytes[i]) << 16 |
+                           static_cast<unsigned char>(bytes[i + 1]) << 8 |
+                           static_cast<unsigned char>(bytes[i + 2]);
         for (int k = 18; k >= 0; k -= 6) out.push_back(alphabet[(v >> k) & 63]);
     }
     if (i < bytes.size()) {
-        unsigned v = (unsigned char)bytes[i] << 16;
-        if (i + 1 < bytes.size()) v |= (unsigned char)bytes[i + 1] << 8;
+        unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
+        if (i + 1 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
         out.push_back(alphabet[(v >> 18) & 63]);
         out.push_back(alphabet[(v >> 12) & 63]);
         out.push_back(i + 1 < bytes.size() ? alphabet[(v >> 6) & 63] : '=');
@@ -65,7 +66,7 @@ std::string MockServer::json_string(const std::string& s) {
             out.push_back(static_cast<char>(c));
         } else if (c < 0x20) {
             char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            static_cast<void>(std::snprintf(buf, sizeof buf, "\\u%04x", c));
             out += buf;
         } else {
             out.push_back(static_cast<char>(c));

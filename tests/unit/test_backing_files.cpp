@@ -1,7 +1,7 @@
 // FUSE passthrough without a mount: the kernel's one-mode-per-inode rule that
 // BackingFiles must follow, whichever way backing files are registered.
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 #include <cerrno>
 #include <cstdint>
@@ -182,7 +182,7 @@ TEST_CASE("base64: a byte outside the alphabet is corrupt", "[base64]") {
             std::string corrupt = text;
             corrupt[at] = bad;
             char hex[8];
-            std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(bad));
+            static_cast<void>(std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(bad)));
             require_corrupt(corrupt, std::string("invalid byte ") + hex + " at text offset " +
                                          std::to_string(at));
         }

@@ -1,6 +1,6 @@
 // The filesystem core, driven without a mount: a fake client, a fake clock.
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 #include <atomic>
 #include <cerrno>

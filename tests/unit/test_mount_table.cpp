@@ -1,6 +1,6 @@
 // Reading /proc/self/mountinfo the way mount(8) does.
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 #include "euphoria/cli/mount_table.hpp"
 

@@ -1,7 +1,7 @@
 // FUSE passthrough on libfuse 3.14/3.15, without a mount: the INIT and OPEN reply
 // amendments on the wire. (libfuse 3.16+ has the API, and this is not built there.)
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,7 +1,7 @@
 // The request body: libxml2 escapes every value, so hostile names round-trip, and
 // the key never leaks into what may be shown.
 
-#include <catch2/catch.hpp>
+#include "catch_compat.hpp"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
