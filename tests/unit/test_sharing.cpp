@@ -627,3 +627,25 @@ TEST_CASE("with cache_ttl=0 a pin is let go on time on an idle mount", "[core][t
     CHECK(eventually([&] { return f.rig.budget->used() == 0; }));
     CHECK(f.rig.dir.file_count() == 0);
 }
+
+TEST_CASE("keep_cache only when the kernel's cached pages are of the same bytes", "[core][fs]") {
+    FsRig f;
+    f.rig.client.script("pbx4-1603469421.1196632-k.WAV", {FakeReply::ok("same"), FakeReply::ok("same")});
+    auto e = f.lookup("pbx4-1603469421.1196632-k.WAV");
+    REQUIRE(e.error == 0);
+    auto first = f.open(e.ino);
+    REQUIRE(first.error == 0);
+    CHECK_FALSE(first.keep_cache);  // nothing served yet: the kernel has no pages
+    auto second = f.open(e.ino);
+    CHECK(second.keep_cache);  // the very same content
+    // A re-fetch of the same version (same size and call time) keeps the inode but
+    // is another download: the kernel's pages must be dropped once.
+    f.rig.clock.advance(31s);
+    auto again = f.lookup("pbx4-1603469421.1196632-k.WAV");
+    CHECK(again.ino == e.ino);
+    CHECK(f.rig.client.calls("pbx4-1603469421.1196632-k.WAV") == 2);
+    auto third = f.open(e.ino);
+    REQUIRE(third.error == 0);
+    CHECK_FALSE(third.keep_cache);
+    CHECK(f.open(e.ino).keep_cache);
+}
