@@ -11,7 +11,7 @@ EUPHORIA_DEPS=(
   g++ cmake make pkg-config
   libfuse3-dev fuse3 libcurl4-openssl-dev libxml2-dev libboost-program-options-dev catch2
   python3 openssl ca-certificates sox espeak-ng attr
-  groff-base man-db mandoc dpkg-dev file rpm
+  groff-base man-db mandoc dpkg-dev file rpm lintian
   clang clang-tidy
 )
 

@@ -20,6 +20,11 @@ struct DocDeleter {
 };
 using DocPtr = std::unique_ptr<xmlDoc, DocDeleter>;
 
+struct XmlCharDeleter {
+    void operator()(xmlChar* p) const noexcept { xmlFree(p); }
+};
+using XmlCharPtr = std::unique_ptr<xmlChar, XmlCharDeleter>;
+
 const xmlChar* xml_str(const char* s) { return reinterpret_cast<const xmlChar*>(s); }
 
 // XML 1.0 Char production, decoded from UTF-8; anything else cannot be sent.
@@ -98,12 +103,12 @@ Secret build(std::string_view tenant, std::string_view key, std::string_view fil
     add_text(root, "ActionName", download_action);
     add_text(root, "FileName", file_name);
 
-    xmlChar* mem = nullptr;
+    xmlChar* raw = nullptr;
     int size = 0;
-    xmlDocDumpMemoryEnc(doc.get(), &mem, &size, "UTF-8");
-    if (!mem) throw std::bad_alloc();
-    const std::string skeleton(reinterpret_cast<const char*>(mem), static_cast<std::size_t>(size));
-    xmlFree(mem);
+    xmlDocDumpMemoryEnc(doc.get(), &raw, &size, "UTF-8");
+    const XmlCharPtr mem(raw);
+    if (!mem || size < 0) throw std::bad_alloc();
+    const std::string skeleton(reinterpret_cast<const char*>(mem.get()), static_cast<std::size_t>(size));
 
     // Tenant comes first and escaped text holds no '<', so this is our element.
     constexpr std::string_view empty_auth = "<Auth></Auth>";

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <random>
@@ -19,6 +20,7 @@
 #include "euphoria/cli/credentials.hpp"
 #include "euphoria/cli/daemon.hpp"
 #include "euphoria/cli/logger.hpp"
+#include "euphoria/cli/mount_table.hpp"
 #include "euphoria/cli/options.hpp"
 #include "euphoria/core/fetcher.hpp"
 #include "euphoria/fuse/session.hpp"
@@ -53,6 +55,17 @@ void check_mountpoint(const std::string& dir) {
         throw Fatal{exit_mount_failure, "mount point " + dir + ": " + std::strerror(err)};
     }
     if (!S_ISDIR(st.st_mode)) throw Fatal{exit_mount_failure, "mount point " + dir + " is not a folder"};
+}
+
+// mount(8) exit 32 and "already mounted", as for any filesystem mounted twice on one
+// folder (`mount -a` run twice must leave one mount).
+void check_not_mounted(const std::string& tenant, const std::string& dir) {
+    std::error_code ec;
+    const auto canonical = std::filesystem::canonical(dir, ec);
+    if (ec) return;
+    if (already_mounted(tenant, canonical.string())) {
+        throw Fatal{exit_mount_failure, tenant + " is already mounted on " + canonical.string()};
+    }
 }
 
 void check_cafile(const std::string& path) {
@@ -150,7 +163,9 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
         core::Filesystem filesystem(*fetcher, cache, stats, clock, owner);
         fuse::SessionOptions so;
         so.mountpoint = cfg.mountpoint;
-        so.fsname = "euphoria:" + cfg.tenant;
+        // What fstab's first field says, so that mount(8) and `mount -a` recognise
+        // the mount as the one they asked for.
+        so.fsname = cfg.tenant;
         so.allow_other = cfg.allow_other;
         so.debug = cfg.debug;
         so.extra_mount_options = join_flags(cfg.kernel_flags);
@@ -218,6 +233,7 @@ int run(int argc, const char* const* argv) {
             throw Fatal{exit_usage, e.what()};
         }
         check_mountpoint(cfg.mountpoint);
+        check_not_mounted(cfg.tenant, cfg.mountpoint);
         check_cafile(cfg.cafile);
         const std::string cache_dir = cfg.cache_dir.empty() ? default_cache_dir(cfg.tenant) : cfg.cache_dir;
 
@@ -227,8 +243,9 @@ int run(int argc, const char* const* argv) {
             if (cfg.verbose) std::cerr << "mount.euphoria: all checks passed; -f: not mounting\n";
             return exit_ok;
         }
+        core::UniqueFd cache_lock;  // held until after the last purge
         try {
-            prepare_cache_dir(cache_dir);
+            cache_lock = prepare_cache_dir(cache_dir);
         } catch (const std::exception& e) {
             throw Fatal{exit_mount_failure, e.what()};
         }

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "euphoria/core/unique_fd.hpp"
+
 namespace euphoria::cli {
 
 namespace {
@@ -65,31 +67,28 @@ Credentials parse_credentials(const std::string& text, const std::string& file_n
 }
 
 Credentials load_credentials_file(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
+    const core::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) {
         throw UsageError("cannot read credentials file " + path + ": " + std::strerror(errno));
     }
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
         throw UsageError("credentials file " + path + " is not a regular file");
     }
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-        ::close(fd);
         throw UsageError("credentials file " + path +
                          " is accessible by group or others; fix it with: chmod 600 " + path);
     }
     std::string text;
     char buf[4096];
     for (;;) {
-        const auto n = ::read(fd, buf, sizeof buf);
+        const auto n = ::read(fd.get(), buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         text.append(buf, static_cast<std::size_t>(n));
         if (text.size() > 65536) break;
     }
     explicit_bzero(buf, sizeof buf);
-    ::close(fd);
     try {
         auto c = parse_credentials(text, path);
         api::wipe_string(text);

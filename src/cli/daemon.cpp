@@ -30,24 +30,26 @@ Daemon Daemon::detach() {
     if (::pipe2(fds, O_CLOEXEC) != 0) {
         throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
     }
+    core::UniqueFd read_end(fds[0]);
+    core::UniqueFd write_end(fds[1]);
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
     if (pid == 0) {
-        ::close(fds[0]);
+        read_end.reset();
         ::setsid();
-        return Daemon(fds[1]);
+        return Daemon(std::move(write_end));
     }
-    ::close(fds[1]);
+    write_end.reset();
     // Report format: one byte of exit code, then the message.
     std::string report;
     char buf[512];
     for (;;) {
-        const auto n = ::read(fds[0], buf, sizeof buf);
+        const auto n = ::read(read_end.get(), buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         report.append(buf, static_cast<std::size_t>(n));
     }
-    ::close(fds[0]);
+    read_end.reset();
     if (report.empty()) {
         int status = 0;
         ::waitpid(pid, &status, 0);
@@ -60,21 +62,15 @@ Daemon Daemon::detach() {
     ::_exit(code);
 }
 
-Daemon::~Daemon() {
-    if (fd_ >= 0) ::close(fd_);
-}
-
 void Daemon::ready() {
-    if (fd_ < 0) return;
-    write_all(fd_, std::string(1, '\0'));
-    ::close(fd_);
-    fd_ = -1;
-    const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null >= 0) {
-        ::dup2(null, STDIN_FILENO);
-        ::dup2(null, STDOUT_FILENO);
-        ::dup2(null, STDERR_FILENO);
-        ::close(null);
+    if (!fd_) return;
+    write_all(fd_.get(), std::string(1, '\0'));
+    fd_.reset();
+    core::UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (null) {
+        ::dup2(null.get(), STDIN_FILENO);
+        ::dup2(null.get(), STDOUT_FILENO);
+        ::dup2(null.get(), STDERR_FILENO);
     }
     if (::chdir("/") != 0) {
         // Not fatal: it only keeps a folder busy.
@@ -82,10 +78,9 @@ void Daemon::ready() {
 }
 
 void Daemon::failed(int exit_code, const std::string& message) {
-    if (fd_ < 0) return;
-    write_all(fd_, std::string(1, static_cast<char>(exit_code)) + message);
-    ::close(fd_);
-    fd_ = -1;
+    if (!fd_) return;
+    write_all(fd_.get(), std::string(1, static_cast<char>(exit_code)) + message);
+    fd_.reset();
 }
 
 }  // namespace euphoria::cli

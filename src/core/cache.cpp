@@ -92,6 +92,14 @@ void ContentCache::insert_negative(const std::string& name, Clock::time_point un
 bool ContentCache::reserve(ByteBudget& budget, std::list<std::string>& lru, std::uint64_t bytes) {
     if (budget.try_reserve(bytes)) return true;
     std::lock_guard lock(mutex_);
+    // Evicting what open files or downloads still hold frees nothing: if the entries
+    // that only the cache holds cannot make room, keep them all.
+    std::uint64_t freeable = 0;
+    for (const auto& name : lru) {
+        const auto& content = entries_.at(name).recording.content;
+        if (content.use_count() == 1) freeable += content->size();
+    }
+    if (budget.used() + bytes > budget.cap() + freeable) return false;
     while (!budget.try_reserve(bytes)) {
         if (lru.empty()) return false;
         // Pinned contents free their bytes only on the last close, so this may take

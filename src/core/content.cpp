@@ -54,19 +54,19 @@ private:
 
 class DiskContent final : public Content {
 public:
-    DiskContent(int fd, std::string path, std::uint64_t size, std::uint64_t reserved,
+    DiskContent(UniqueFd fd, std::string path, std::uint64_t size, std::uint64_t reserved,
                 std::shared_ptr<ByteBudget> budget)
-        : Content(size), fd_(fd), path_(std::move(path)), reserved_(reserved),
+        : Content(size), fd_(std::move(fd)), path_(std::move(path)), reserved_(reserved),
           budget_(std::move(budget)) {}
     ~DiskContent() override {
         unlink();
-        ::close(fd_);
+        fd_.reset();
         budget_->release(reserved_);
     }
     bool on_disk() const noexcept override { return true; }
-    int fd() const noexcept override { return fd_; }
+    int fd() const noexcept override { return fd_.get(); }
     long read(void* buf, std::size_t size, std::uint64_t offset) const override {
-        auto n = ::pread(fd_, buf, size, static_cast<off_t>(offset));
+        auto n = ::pread(fd_.get(), buf, size, static_cast<off_t>(offset));
         return n < 0 ? -errno : n;
     }
     void unlink() noexcept override {
@@ -78,7 +78,7 @@ public:
     }
 
 private:
-    int fd_;
+    UniqueFd fd_;
     // Guards path_: eviction and destruction may race on different threads. Leaf lock.
     std::mutex mutex_;
     std::string path_;
@@ -98,10 +98,9 @@ ContentBuilder::ContentBuilder(BuilderLimits limits, Reserve reserve_memory, Res
 ContentBuilder::~ContentBuilder() { discard(); }
 
 void ContentBuilder::discard() noexcept {
-    if (fd_ >= 0) {
-        ::close(fd_);
+    if (fd_) {
+        fd_.reset();
         ::unlink(path_.c_str());
-        fd_ = -1;
         path_.clear();
     }
     if (reserved_) {
@@ -135,9 +134,9 @@ void ContentBuilder::release_memory() noexcept {
 void ContentBuilder::spill_to_disk() {
     // mkostemp picks a fresh 0600 name: recording names are personal data and stay
     // out of paths.
-    std::string pattern = limits_.cache_dir + "/rec-XXXXXX";
-    fd_ = ::mkostemp(pattern.data(), O_CLOEXEC);
-    if (fd_ < 0) {
+    std::string pattern = limits_.cache_dir + "/" + std::string(cache_file_prefix) + "XXXXXX";
+    fd_.reset(::mkostemp(pattern.data(), O_CLOEXEC));
+    if (!fd_) {
         const int err = errno;
         throw ApiError(err, ErrorKind::local,
                        std::string("cannot create a cache file: ") + api::describe_errno(err));
@@ -169,7 +168,7 @@ void ContentBuilder::write_file(const std::byte* data, std::size_t size, std::ui
     }
     std::uint64_t done = 0;
     while (done < size) {
-        auto n = ::pwrite(fd_, data + done, size - done, static_cast<off_t>(offset + done));
+        auto n = ::pwrite(fd_.get(), data + done, size - done, static_cast<off_t>(offset + done));
         if (n < 0) {
             if (errno == EINTR) continue;
             const int err = errno;
@@ -190,19 +189,19 @@ void ContentBuilder::write(std::span<const std::byte> bytes) {
             std::uint32_t riff = 0;
             for (int i = 7; i >= 4; --i) riff = (riff << 8) | std::to_integer<std::uint32_t>(header_[i]);
             riff_total_ = std::uint64_t(riff) + 8;
-            if (fd_ < 0 && *riff_total_ > limits_.memory_max) {
+            if (!fd_ && *riff_total_ > limits_.memory_max) {
                 spill_to_disk();
-            } else if (fd_ < 0 && reserve_memory(*riff_total_)) {
+            } else if (!fd_ && reserve_memory(*riff_total_)) {
                 // Counted before it is allocated: the header is small enough to trust.
                 memory_.reserve(*riff_total_);
             }
         }
     }
-    if (fd_ < 0 && (written_ + bytes.size() > limits_.memory_max ||
+    if (!fd_ && (written_ + bytes.size() > limits_.memory_max ||
                     !reserve_memory(written_ + bytes.size()))) {
         spill_to_disk();
     }
-    if (fd_ >= 0) {
+    if (fd_) {
         write_file(bytes.data(), bytes.size(), written_);
     } else {
         memory_.insert(memory_.end(), bytes.begin(), bytes.end());
@@ -215,7 +214,7 @@ void ContentBuilder::complete() { complete_ = true; }
 std::shared_ptr<const Content> ContentBuilder::take() {
     if (!complete_) throw ApiError(EIO, ErrorKind::local, "download did not complete");
     complete_ = false;
-    if (fd_ < 0) {
+    if (!fd_) {
         memory_.shrink_to_fit();
         // Give back what the RIFF size over-reserved; the content holds the rest.
         if (memory_reserved_ > written_) {
@@ -234,9 +233,8 @@ std::shared_ptr<const Content> ContentBuilder::take() {
         limits_.disk_budget->release(reserved_ - written_);
         reserved_ = written_;
     }
-    auto content = std::make_shared<DiskContent>(fd_, std::move(path_), written_, reserved_,
-                                                 limits_.disk_budget);
-    fd_ = -1;
+    auto content = std::make_shared<DiskContent>(std::move(fd_), std::move(path_), written_,
+                                                 reserved_, limits_.disk_budget);
     path_.clear();
     reserved_ = 0;
     written_ = 0;

@@ -73,6 +73,7 @@ Fetcher::~Fetcher() { shutdown(); }
 void Fetcher::shutdown() {
     std::vector<Waiter> waiters;
     std::vector<JobPtr> jobs;
+    std::multimap<Clock::time_point, std::function<void()>> timers;
     {
         std::lock_guard lock(mutex_);
         stopping_ = true;
@@ -84,6 +85,7 @@ void Fetcher::shutdown() {
         jobs_.clear();
         queue_.clear();
         waits_.clear();
+        timers.swap(timers_);  // dropped unrun: nothing happens after shutdown
         stats_.pending.store(0);
         stats_.queued.store(0);
     }
@@ -96,6 +98,23 @@ void Fetcher::shutdown() {
     for (auto& t : threads_) {
         if (t.joinable()) t.join();
     }
+}
+
+void Fetcher::schedule(Clock::time_point when, std::function<void()> task) {
+    {
+        std::lock_guard lock(mutex_);
+        if (stopping_) return;
+        timers_.emplace(when, std::move(task));
+    }
+    cv_.notify_all();
+}
+
+void Fetcher::run(Due& due) {
+    for (auto& job : due.cancels) job->cancel.cancel();
+    for (auto& [done, result] : due.answers) done(std::move(result));
+    for (auto& task : due.tasks) task();
+    for (auto& line : due.warnings) logger_.log(LogLevel::warning, line);
+    due = {};
 }
 
 FetchResult Fetcher::from_cache(const std::string& name, Clock::time_point now, bool& answered) {
@@ -149,6 +168,12 @@ WaitId Fetcher::fetch(const std::string& name, Completion done) {
         return answer(failure(e.error_number(), e.what()));
     }
 
+    // Allocated before anything is shared, so that a bad_alloc leaves no trace.
+    auto fresh = std::make_shared<Job>();
+    fresh->name = name;
+    fresh->enqueued = now;
+    fresh->waiters.reserve(1);
+
     std::unique_lock lock(mutex_);
     bool answered = false;
     auto cached = from_cache(name, now, answered);
@@ -166,22 +191,32 @@ WaitId Fetcher::fetch(const std::string& name, Completion done) {
         stats_.count_error(EAGAIN);
         return answer(failure(EAGAIN, "too many requests waiting (max_pending)"));
     }
-    JobPtr job;
-    if (auto it = jobs_.find(name); it != jobs_.end()) {
-        job = it->second;
+    const WaitId id = next_wait_++;
+    auto found = jobs_.find(name);
+    const bool joining = found != jobs_.end();
+    JobPtr job = joining ? found->second : fresh;
+    waits_.emplace(id, job);
+    try {
+        job->waiters.push_back({id, std::move(done), now});
+        if (!joining) {
+            jobs_.emplace(name, job);
+            try {
+                queue_.push_back(job);
+            } catch (...) {
+                jobs_.erase(name);
+                throw;
+            }
+        }
+    } catch (...) {
+        if (!job->waiters.empty() && job->waiters.back().id == id) job->waiters.pop_back();
+        waits_.erase(id);
+        throw;
+    }
+    if (joining) {
         job->orphaned_at.reset();
         stats_.coalesced_waits.fetch_add(1, std::memory_order_relaxed);
-    } else {
-        job = std::make_shared<Job>();
-        job->name = name;
-        job->enqueued = now;
-        jobs_.emplace(name, job);
-        queue_.push_back(job);
-        stats_.queued.store(queue_.size());
     }
-    const WaitId id = next_wait_++;
-    job->waiters.push_back({id, std::move(done)});
-    waits_.emplace(id, job);
+    stats_.queued.store(queue_.size());
     stats_.pending.store(waits_.size());
     lock.unlock();
     cv_.notify_all();
@@ -190,6 +225,7 @@ WaitId Fetcher::fetch(const std::string& name, Completion done) {
 
 bool Fetcher::cancel_wait(WaitId id) {
     JobPtr cancel_now;
+    Completion dropped;  // destroyed outside mutex_
     {
         std::lock_guard lock(mutex_);
         auto it = waits_.find(id);
@@ -198,8 +234,11 @@ bool Fetcher::cancel_wait(WaitId id) {
         waits_.erase(it);
         stats_.pending.store(waits_.size());
         auto& ws = job->waiters;
-        ws.erase(std::remove_if(ws.begin(), ws.end(), [id](const Waiter& w) { return w.id == id; }),
-                 ws.end());
+        auto w = std::find_if(ws.begin(), ws.end(), [id](const Waiter& x) { return x.id == id; });
+        if (w != ws.end()) {
+            dropped = std::move(w->done);
+            ws.erase(w);
+        }
         if (ws.empty()) {
             job->orphaned_at = clock_.now();
             if (config_.interrupt_grace.count() <= 0) {
@@ -264,21 +303,49 @@ bool Fetcher::may_start(Clock::time_point now) const {
 }
 
 Clock::time_point Fetcher::next_deadline() const {
-    auto next = Clock::time_point::max();
+    auto next = timers_.empty() ? Clock::time_point::max() : timers_.begin()->first;
     const auto busy_since = budget_.busy_since();
     for (const auto& [name, job] : jobs_) {
         if (job->waiters.empty() && job->orphaned_at) {
             next = std::min(next, *job->orphaned_at + config_.interrupt_grace);
         } else if (busy_since && !job->running) {
-            next = std::min(next, std::max(job->enqueued, *busy_since) + config_.busy_timeout);
+            for (const auto& w : job->waiters) {
+                next = std::min(next, std::max(w.joined, *busy_since) + config_.busy_timeout);
+            }
         }
     }
     return next;
 }
 
-std::vector<std::pair<Completion, FetchResult>> Fetcher::expire(Clock::time_point now) {
-    std::vector<std::pair<Completion, FetchResult>> due;
+bool Fetcher::lose_patience(Job& job, Clock::time_point now, Due& due) {
     const auto busy_since = budget_.busy_since();
+    if (!busy_since || job.waiters.empty()) return false;
+    const std::string why = "the tenant's API slots stayed busy for busy_timeout (" +
+                            std::to_string(millis(config_.busy_timeout)) + " ms)";
+    auto& ws = job.waiters;
+    auto keep = std::stable_partition(ws.begin(), ws.end(), [&](const Waiter& w) {
+        return now < std::max(w.joined, *busy_since) + config_.busy_timeout;
+    });
+    if (keep == ws.end()) return false;
+    const auto lost = static_cast<std::size_t>(ws.end() - keep);
+    for (auto w = keep; w != ws.end(); ++w) {
+        waits_.erase(w->id);
+        stats_.count_error(EAGAIN);
+        due.answers.emplace_back(std::move(w->done), failure(EAGAIN, why));
+    }
+    ws.erase(keep, ws.end());
+    stats_.pending.store(waits_.size());
+    due.warnings.push_back("gave up on " + job.name + " for " + std::to_string(lost) +
+                           " caller(s): " + why);
+    return ws.empty();
+}
+
+Fetcher::Due Fetcher::expire(Clock::time_point now) {
+    Due due;
+    while (!timers_.empty() && timers_.begin()->first <= now) {
+        due.tasks.push_back(std::move(timers_.begin()->second));
+        timers_.erase(timers_.begin());
+    }
     std::vector<JobPtr> jobs;
     jobs.reserve(jobs_.size());
     for (const auto& [name, job] : jobs_) jobs.push_back(job);
@@ -286,20 +353,13 @@ std::vector<std::pair<Completion, FetchResult>> Fetcher::expire(Clock::time_poin
         if (job->waiters.empty() && job->orphaned_at) {
             if (now < *job->orphaned_at + config_.interrupt_grace) continue;
             forget_job(job);
-            // A running one is cancelled by the caller, outside mutex_.
-            if (job->running) due.emplace_back(Completion{[job](FetchResult) { job->cancel.cancel(); }},
-                                               FetchResult{});
+            // A running one is cancelled outside mutex_.
+            if (job->running) due.cancels.push_back(job);
             continue;
         }
-        if (!busy_since || job->running) continue;
-        if (now < std::max(job->enqueued, *busy_since) + config_.busy_timeout) continue;
-        auto result = failure(EAGAIN, "the tenant's API slots stayed busy for busy_timeout (" +
-                                          std::to_string(millis(config_.busy_timeout)) + " ms)");
-        logger_.log(LogLevel::warning, "gave up on " + job->name + ": " + result.message);
-        for (auto& w : finish(job)) {
-            stats_.count_error(EAGAIN);
-            due.emplace_back(std::move(w.done), result);
-        }
+        if (job->running) continue;
+        // Every caller ran out of patience: nobody wants the job any more.
+        if (lose_patience(*job, now, due)) forget_job(job);
     }
     return due;
 }
@@ -310,12 +370,21 @@ void Fetcher::keep_time() {
         auto due = expire(clock_.now());
         if (!due.empty()) {
             lock.unlock();
-            for (auto& [done, result] : due) done(std::move(result));
+            run(due);
             lock.lock();
             continue;
         }
         clock_.wait_until(cv_, lock, next_deadline());
     }
+}
+
+void Fetcher::note_admission() {
+    {
+        std::lock_guard lock(mutex_);
+        budget_.on_admitted();
+        stats_.budget.store(budget_.window());
+    }
+    cv_.notify_all();
 }
 
 void Fetcher::work() {
@@ -351,19 +420,18 @@ void Fetcher::work() {
         job->running = false;
         stats_.in_flight.store(running_);
         std::vector<Waiter> waiters;
+        Due due;
         if (outcome == Outcome::busy) {
             stats_.exceeded_replies.fetch_add(1, std::memory_order_relaxed);
             const auto at = clock_.now();
             budget_.on_exceeded(epoch, at, jitter_ ? jitter_() : 0.5);
-            const bool wanted = jobs_.count(job->name) && jobs_.at(job->name) == job;
-            if (wanted && at < std::max(job->enqueued, *budget_.busy_since()) + config_.busy_timeout) {
+            const auto it = jobs_.find(job->name);
+            const bool wanted = it != jobs_.end() && it->second == job;
+            if (wanted && lose_patience(*job, at, due)) {
+                forget_job(job);
+            } else if (wanted) {
                 queue_.push_front(job);  // keeps its place: first in, first out
                 stats_.queued.store(queue_.size());
-            } else if (wanted) {
-                result = failure(EAGAIN, "the tenant's API slots stayed busy for busy_timeout (" +
-                                             std::to_string(millis(config_.busy_timeout)) + " ms)");
-                logger_.log(LogLevel::warning, "gave up on " + job->name + ": " + result.message);
-                waiters = finish(job);
             }
         } else {
             if (admitted) budget_.on_admitted();
@@ -372,22 +440,57 @@ void Fetcher::work() {
         stats_.budget.store(budget_.window());
         lock.unlock();
         cv_.notify_all();
+        run(due);
         if (result.error) {
             for (std::size_t i = 0; i < waiters.size(); ++i) stats_.count_error(result.error);
         }
         // The last waiter takes the result itself: this thread must not keep the bytes
         // alive (and counted in their budget) after every caller let go of them.
-        for (std::size_t i = 0; i < waiters.size(); ++i) {
-            if (i + 1 < waiters.size()) {
-                waiters[i].done(result);
-            } else {
-                waiters[i].done(std::move(result));
-            }
+        if (!waiters.empty()) {
+            for (std::size_t i = 0; i + 1 < waiters.size(); ++i) waiters[i].done(result);
+            waiters.back().done(std::move(result));
         }
         result = {};
+        waiters.clear();
         lock.lock();
     }
 }
+
+namespace {
+
+// Tells the Fetcher once per attempt that audio is arriving: the call holds a slot
+// and the tenant serves us, so the window may grow and patience stops counting,
+// however long the transfer then takes.
+class AdmissionSink final : public api::Sink {
+public:
+    AdmissionSink(api::Sink& inner, std::function<void()> on_admitted)
+        : inner_(inner), on_admitted_(std::move(on_admitted)) {}
+    void reset() override {
+        reported_ = false;
+        inner_.reset();
+    }
+    void write(std::span<const std::byte> bytes) override {
+        report();
+        inner_.write(bytes);
+    }
+    void complete() override {
+        report();
+        inner_.complete();
+    }
+    bool reported() const noexcept { return reported_; }
+
+private:
+    void report() {
+        if (reported_) return;
+        reported_ = true;
+        on_admitted_();
+    }
+    api::Sink& inner_;
+    std::function<void()> on_admitted_;
+    bool reported_ = false;
+};
+
+}  // namespace
 
 Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted) {
     admitted = false;
@@ -396,6 +499,7 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted) {
     ContentBuilder builder(
         config_.builder, [this](std::uint64_t bytes) { return cache_.reserve_memory(bytes); },
         [this](std::uint64_t bytes) { return cache_.reserve_disk(bytes); });
+    AdmissionSink sink(builder, [this] { note_admission(); });
     auto elapsed_ms = [&] { return std::to_string(millis(clock_.now() - started)) + " ms"; };
     try {
         run_with_retries(
@@ -403,7 +507,7 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted) {
             [&] {
                 stats_.upstream_calls.fetch_add(1, std::memory_order_relaxed);
                 try {
-                    client_.download(job.name, builder, job.cancel);
+                    client_.download(job.name, sink, job.cancel);
                 } catch (const api::ApiError& e) {
                     if (e.kind() == api::ErrorKind::busy) throw TenantFull{};
                     throw;
@@ -432,7 +536,7 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted) {
                                         " bytes in " + elapsed_ms() + ", ok" +
                                         (r.recording.content->on_disk() ? " (disk)" : ""));
         out = std::move(r);
-        admitted = true;
+        admitted = !sink.reported();
         return Outcome::finished;
     } catch (const TenantFull&) {
         logger_.log(LogLevel::info, "call for " + job.name + ": the tenant is full (" +
@@ -449,7 +553,7 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted) {
             r.negative_until = clock_.now() + config_.ttl;
             cache_.insert_negative(job.name, r.negative_until);
         }
-        admitted = admitted_by(e.kind());
+        admitted = admitted_by(e.kind()) && !sink.reported();
         const bool quiet = e.kind() == api::ErrorKind::not_found ||
                            e.kind() == api::ErrorKind::cancelled;
         logger_.log(quiet ? LogLevel::info : LogLevel::error,

@@ -16,17 +16,15 @@ timespec to_timespec(std::chrono::system_clock::time_point t) {
     return ts;
 }
 
-EntryAnswer entry_error(int err) {
-    EntryAnswer a;
+template <class Answer>
+Answer failed(int err) {
+    Answer a;
     a.error = err;
     return a;
 }
 
-OpenAnswer open_error(int err) {
-    OpenAnswer a;
-    a.error = err;
-    return a;
-}
+constexpr auto entry_error = failed<EntryAnswer>;
+constexpr auto open_error = failed<OpenAnswer>;
 
 }  // namespace
 
@@ -66,17 +64,26 @@ struct stat Filesystem::file_attr(Ino ino, const InodeInfo& info) const {
     return st;
 }
 
-WaitId Filesystem::lookup(Ino parent, const std::string& name, EntryReply reply) {
+WaitId Filesystem::lookup(Ino parent, const std::string& name, pid_t pid, EntryReply reply) {
     if (parent != root_ino) {
         reply(entry_error(ENOENT));
         return 0;
     }
-    return fetcher_.fetch(name, [this, name, reply = std::move(reply)](FetchResult r) {
-        answer_lookup(name, std::move(r), reply);
+    if (auto recent = inodes_.recent_for(name, pid, clock_.now())) {
+        // Not pinned again: the window counts from the lookup that fetched.
+        FetchResult r;
+        r.recording = std::move(*recent);
+        answer_lookup(name, r, pid, InodeTable::Pin::none, reply);
+        return 0;
+    }
+    return fetcher_.fetch(name, [this, name, pid, reply = std::move(reply)](const FetchResult& r) {
+        const bool kept = r.error == 0 && r.recording.expires_at > clock_.now();
+        answer_lookup(name, r, pid, kept ? InodeTable::Pin::weak : InodeTable::Pin::strong, reply);
     });
 }
 
-void Filesystem::answer_lookup(const std::string& name, FetchResult r, const EntryReply& reply) {
+void Filesystem::answer_lookup(const std::string& name, const FetchResult& r, pid_t pid,
+                               InodeTable::Pin pin, const EntryReply& reply) {
     EntryAnswer a;
     try {
         if (r.negative) {
@@ -85,7 +92,13 @@ void Filesystem::answer_lookup(const std::string& name, FetchResult r, const Ent
         } else if (r.error) {
             a.error = r.error;
         } else {
-            a.ino = inodes_.acquire(name, r.recording, true, clock_.now());
+            const auto now = clock_.now();
+            a.ino = inodes_.acquire(name, r.recording, true, now, pin, pid);
+            if (pin == InodeTable::Pin::strong) {
+                // Nothing else holds these bytes: let go on time, idle mount or not.
+                fetcher_.schedule(now + InodeTable::open_window,
+                                  [this] { inodes_.release_pins(clock_.now()); });
+            }
             a.attr = file_attr(a.ino, InodeInfo{name, r.recording.content->size(),
                                                 r.recording.mtime, r.recording.expires_at});
             // Never longer than the data may be cached: the kernel asks again after that.
@@ -94,7 +107,7 @@ void Filesystem::answer_lookup(const std::string& name, FetchResult r, const Ent
     } catch (...) {
         a = entry_error(EIO);
     }
-    if (!reply(a) && a.ino) inodes_.forget(a.ino, 1);
+    if (!reply(a) && a.ino) inodes_.forget(a.ino, 1, clock_.now());
 }
 
 EntryAnswer Filesystem::getattr(Ino ino) {
@@ -130,7 +143,7 @@ WaitId Filesystem::open(Ino ino, int flags, OpenReply reply) {
         return 0;
     }
     // The open that follows a lookup gets what that lookup answered, even when the
-    // cache did not keep it (cache_ttl=0, or a TTL that ran out on the way).
+    // cache did not keep it (cache_ttl=0).
     if (auto recent = inodes_.recent(ino, clock_.now())) {
         serve_open(ino, std::move(*recent), reply);
         return 0;

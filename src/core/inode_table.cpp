@@ -3,7 +3,7 @@
 namespace euphoria::core {
 
 Ino InodeTable::acquire(const std::string& name, const CachedRecording& recording, bool lookup,
-                        Clock::time_point now) {
+                        Clock::time_point now, Pin pin, pid_t pid) {
     std::lock_guard lock(mutex_);
     unpin_expired(now);
     const auto size = recording.content->size();
@@ -35,8 +35,14 @@ Ino InodeTable::acquire(const std::string& name, const CachedRecording& recordin
     node->info.expires_at = recording.expires_at;
     if (lookup) {
         ++node->lookups;
-        node->recent = recording;
+        node->forgotten = false;
+    }
+    if (pin != Pin::none) {
+        node->recent_strong = pin == Pin::strong ? recording.content : nullptr;
+        node->recent_weak = recording.content;
+        node->recent_expires = recording.expires_at;
         node->recent_until = now + open_window;
+        node->recent_pid = pid;
         pins_.emplace_back(node->recent_until, ino);
     }
     return ino;
@@ -44,12 +50,20 @@ Ino InodeTable::acquire(const std::string& name, const CachedRecording& recordin
 
 void InodeTable::unpin_expired(Clock::time_point now) {
     while (!pins_.empty() && pins_.front().first <= now) {
-        if (auto it = nodes_.find(pins_.front().second);
-            it != nodes_.end() && it->second.recent_until <= now) {
-            it->second.recent = {};
-        }
+        const Ino ino = pins_.front().second;
         pins_.pop_front();
+        if (auto it = nodes_.find(ino); it != nodes_.end() && it->second.recent_until <= now) {
+            it->second.recent_strong.reset();
+            it->second.recent_weak.reset();
+            // Forgotten while pinned: kept only for the pin.
+            if (it->second.lookups == 0 && it->second.forgotten) erase(ino);
+        }
     }
+}
+
+void InodeTable::release_pins(Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    unpin_expired(now);
 }
 
 std::optional<InodeInfo> InodeTable::find(Ino ino) const {
@@ -59,14 +73,30 @@ std::optional<InodeInfo> InodeTable::find(Ino ino) const {
     return it->second.info;
 }
 
+std::optional<CachedRecording> InodeTable::pinned(const Node& node, Clock::time_point now) const {
+    if (node.recent_until <= now) return std::nullopt;
+    auto content = node.recent_weak.lock();
+    if (!content) return std::nullopt;
+    return CachedRecording{std::move(content), node.recent_expires, node.info.mtime};
+}
+
 std::optional<CachedRecording> InodeTable::recent(Ino ino, Clock::time_point now) {
     std::lock_guard lock(mutex_);
     unpin_expired(now);
     auto it = nodes_.find(ino);
-    if (it == nodes_.end() || !it->second.recent.content || it->second.recent_until <= now) {
-        return std::nullopt;
-    }
-    return it->second.recent;
+    if (it == nodes_.end()) return std::nullopt;
+    return pinned(it->second, now);
+}
+
+std::optional<CachedRecording> InodeTable::recent_for(const std::string& name, pid_t pid,
+                                                      Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    unpin_expired(now);
+    auto cur = by_name_.find(name);
+    if (cur == by_name_.end()) return std::nullopt;
+    const auto& node = nodes_.at(cur->second);
+    if (node.recent_pid != pid) return std::nullopt;
+    return pinned(node, now);
 }
 
 void InodeTable::erase(Ino ino) {
@@ -78,13 +108,21 @@ void InodeTable::erase(Ino ino) {
     nodes_.erase(it);
 }
 
-void InodeTable::forget(Ino ino, std::uint64_t count) {
+void InodeTable::forget(Ino ino, std::uint64_t count, Clock::time_point now) {
     std::lock_guard lock(mutex_);
+    unpin_expired(now);
     auto it = nodes_.find(ino);
     if (it == nodes_.end()) return;
     auto& node = it->second;
     node.lookups = count >= node.lookups ? 0 : node.lookups - count;
-    if (node.lookups == 0 && count > 0) erase(ino);
+    if (node.lookups > 0 || count == 0) return;
+    // A revalidating lookup that returns a new inode is dropped by the kernel, which
+    // forgets it and looks the name up again at once: that lookup must find the pin.
+    if (node.recent_until > now) {
+        node.forgotten = true;
+        return;
+    }
+    erase(ino);
 }
 
 bool InodeTable::same_as_last_served(Ino ino, const std::shared_ptr<const Content>& content) {
@@ -94,6 +132,12 @@ bool InodeTable::same_as_last_served(Ino ino, const std::shared_ptr<const Conten
     const bool same = it->second.served.lock() == content;
     it->second.served = content;
     return same;
+}
+
+std::uint64_t InodeTable::lookups(Ino ino) const {
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(ino);
+    return it == nodes_.end() ? 0 : it->second.lookups;
 }
 
 std::size_t InodeTable::size() const {

@@ -42,7 +42,9 @@ void FuseDeviceBacking::close_backing(int backing_id) noexcept {
     ::ioctl(device_fd_, abi::backing_close_ioctl, &id);
 }
 
-int BackingFiles::acquire(Ino ino, int content_fd) {
+int BackingFiles::acquire(BackingDevice& device, Ino ino,
+                          const std::shared_ptr<const core::Content>& content) {
+    const int content_fd = content ? content->fd() : -1;
     std::unique_lock lock(mutex_);
     auto& inode = inodes_[ino];
     if (inode.opens > 0) {
@@ -52,9 +54,10 @@ int BackingFiles::acquire(Ino ino, int content_fd) {
     inode.opens = 1;
     inode.backing_id = 0;
     if (content_fd < 0 || disabled_) return 0;
-    const int id = device_.open_backing(content_fd);
+    const int id = device.open_backing(content_fd);
     if (id > 0) {
         inode.backing_id = id;
+        inode.registered = content;
         return id;
     }
     // EPERM: not CAP_SYS_ADMIN. ELOOP: the cache folder is stacked too deep.
@@ -82,14 +85,14 @@ int BackingFiles::acquire(Ino ino, int content_fd) {
     return 0;
 }
 
-void BackingFiles::release(Ino ino, int backing_id) noexcept {
+void BackingFiles::release(BackingDevice& device, Ino ino, int backing_id) noexcept {
     std::lock_guard lock(mutex_);
     const auto it = inodes_.find(ino);
     if (it == inodes_.end() || it->second.backing_id != backing_id) return;
     if (--it->second.opens > 0) return;
     // Only now: the kernel looks the id up while it handles our open reply, so an
     // id closed as soon as the reply is written can fail that open with EIO.
-    if (backing_id > 0) device_.close_backing(backing_id);
+    if (backing_id > 0) device.close_backing(backing_id);
     inodes_.erase(it);
 }
 

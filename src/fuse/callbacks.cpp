@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -68,17 +69,48 @@ struct OpenDir {
     std::vector<DirEntry> entries;  // a snapshot, so offsets stay stable
 };
 
-void on_init(void*, fuse_conn_info* conn) {
+// libfuse 3.17 keeps capabilities in 64 bits and wants them set through its helpers;
+// touching the old 32-bit fields beside those fails the INIT.
+bool want(fuse_conn_info* conn, std::uint64_t flag) {
+#if FUSE_VERSION >= FUSE_MAKE_VERSION(3, 17)
+    return fuse_set_feature_flag(conn, flag);
+#else
+    if (!(conn->capable & flag)) return false;
+    conn->want |= static_cast<unsigned>(flag);
+    return true;
+#endif
+}
+
+void unwant(fuse_conn_info* conn, std::uint64_t flag) {
+#if FUSE_VERSION >= FUSE_MAKE_VERSION(3, 17)
+    fuse_unset_feature_flag(conn, flag);
+#else
+    conn->want &= ~static_cast<unsigned>(flag);
+#endif
+}
+
+void on_init(void* userdata, fuse_conn_info* conn) {
     // Large reads: one request per MiB instead of per 128 KiB.
     conn->max_readahead = 1 << 20;
     conn->max_read = 1 << 20;  // must match the max_read mount option
-    if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+    want(conn, FUSE_CAP_SPLICE_WRITE);
     // Without this the kernel sends one lookup at a time per folder, and every
     // recording lives in one folder: the three upstream slots would never fill.
     // (libfuse 3.14 drops it from its reply; ReplyAmender puts it back.)
-    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    want(conn, FUSE_CAP_PARALLEL_DIROPS);
     // Never let the kernel cache a negative or positive entry beyond what we say.
-    conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+    unwant(conn, FUSE_CAP_AUTO_INVAL_DATA);
+#if EUPHORIA_NATIVE_PASSTHROUGH
+    auto& g = *static_cast<Glue*>(userdata);
+    // The kernel refuses passthrough beside a writeback cache; we never ask for one.
+    if (g.wish.wanted && want(conn, FUSE_CAP_PASSTHROUGH)) {
+        conn->max_backing_stack_depth = g.wish.stack_depth;
+        g.passthrough_on.store(true);
+        g.stats.passthrough.store(1);
+    }
+#else
+    (void)userdata;  // ReplyAmender answers the kernel's passthrough offer itself
+#endif
 }
 
 // 0 when the kernel got it.
@@ -95,7 +127,8 @@ int reply_entry(fuse_req_t req, const EntryAnswer& a) {
 void on_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     guarded(req, [&] {
         start_pending(req, [&](const std::shared_ptr<PendingReply>& pending) {
-            return fs_of(req).lookup(parent, name, [pending](const EntryAnswer& a) {
+            const pid_t pid = fuse_req_ctx(req)->pid;
+            return fs_of(req).lookup(parent, name, pid, [pending](const EntryAnswer& a) {
                 return pending->take() && reply_entry(pending->req(), a) == 0;
             });
         });
@@ -129,31 +162,74 @@ void on_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     });
 }
 
+#if EUPHORIA_NATIVE_PASSTHROUGH
+// Backing files registered through libfuse, for the request at hand.
+class RequestBacking final : public BackingDevice {
+public:
+    explicit RequestBacking(fuse_req_t req) : req_(req) {}
+    int open_backing(int fd) noexcept override {
+        errno = 0;
+        const int id = fuse_passthrough_open(req_, fd);
+        if (id > 0) return id;
+        return errno > 0 ? -errno : -EIO;
+    }
+    void close_backing(int backing_id) noexcept override { fuse_passthrough_close(req_, backing_id); }
+
+private:
+    fuse_req_t req_;
+};
+#endif
+
 // A passthrough grant for one open: the backing id its reply must carry.
 struct Grant {
     int backing_id = 0;  // 0: a cached open
-    std::uint64_t ticket = 0;
+    std::uint64_t ticket = 0;  // ReplyAmender's, on libfuse 3.14/3.15
 };
 
 // Passthrough for content in a disk-cache file, once the kernel agreed to it.
-Grant open_backing(Glue& g, Ino ino, const OpenFile& file) {
-    if (!g.backing || !g.amender.passthrough_active()) return {};
+Grant open_backing(Glue& g, fuse_req_t req, Ino ino, const OpenFile& file) {
+    if (!g.passthrough_active()) return {};
     Grant grant;
-    grant.backing_id = g.backing->acquire(ino, file.recording.content->fd());
+#if EUPHORIA_NATIVE_PASSTHROUGH
+    RequestBacking device(req);
+    grant.backing_id = g.backing.acquire(device, ino, file.recording.content);
+#else
+    (void)req;
+    if (!g.device) return {};
+    grant.backing_id = g.backing.acquire(*g.device, ino, file.recording.content);
     if (grant.backing_id > 0) {
         try {
             grant.ticket = g.amender.promise_backing(reinterpret_cast<std::uint64_t>(&file),
                                                      grant.backing_id);
         } catch (...) {
-            g.backing->release(ino, grant.backing_id);
+            g.backing.release(*g.device, ino, grant.backing_id);
             throw;
         }
     }
+#endif
     return grant;
 }
 
-void close_backing(Glue& g, Ino ino, int backing_id) noexcept {
-    if (g.backing && g.amender.passthrough_active()) g.backing->release(ino, backing_id);
+void close_backing(Glue& g, fuse_req_t req, Ino ino, int backing_id) noexcept {
+    if (!g.passthrough_active()) return;
+#if EUPHORIA_NATIVE_PASSTHROUGH
+    RequestBacking device(req);
+    g.backing.release(device, ino, backing_id);
+#else
+    (void)req;
+    if (g.device) g.backing.release(*g.device, ino, backing_id);
+#endif
+}
+
+// Whether the reply carried its backing id, after it was sent. Native: libfuse
+// put it in the reply. 3.14: ReplyAmender did, unless the promise is still there.
+bool backing_went_out(Glue& g, std::uint64_t fh, const Grant& grant) noexcept {
+#if EUPHORIA_NATIVE_PASSTHROUGH
+    (void)g, (void)fh;
+    return grant.backing_id > 0;
+#else
+    return grant.backing_id > 0 && !g.amender.withdraw(fh, grant.ticket);
+#endif
 }
 
 // Replies to an open with a handle for `a`; true when the kernel got it. Runs on
@@ -163,22 +239,30 @@ bool send_open(Glue& g, fuse_req_t req, Ino ino, fuse_file_info fi, OpenAnswer&&
     auto file = std::make_unique<OpenFile>(OpenFile{std::move(a.recording)});
     fi.fh = reinterpret_cast<uint64_t>(file.get());
     fi.keep_cache = a.keep_cache;
-    const Grant grant = open_backing(g, ino, *file);
+    const Grant grant = open_backing(g, req, ino, *file);
     file->backing_id = grant.backing_id;
+#if EUPHORIA_NATIVE_PASSTHROUGH
+    if (grant.backing_id > 0) {
+        fi.backing_id = grant.backing_id;
+        // The kernel fails a passthrough open beside the page-cache flags with EIO.
+        fi.keep_cache = 0;
+        fi.direct_io = 0;
+    }
+#endif
     // Once the reply is written the kernel owns the handle: a quick reader can
     // close it, and release() delete it, before fuse_reply_open returns. So
     // nothing below touches the file, and nothing below may throw.
     OpenFile* handed = file.release();
     const bool sent = fuse_reply_open(req, &fi) == 0;
-    const bool unused = grant.backing_id > 0 && g.amender.withdraw(fi.fh, grant.ticket);
+    const bool carried = backing_went_out(g, fi.fh, grant);
     if (!sent) {
         // Not delivered (the connection is being torn down): no file, no release.
-        close_backing(g, ino, grant.backing_id);
+        close_backing(g, req, ino, grant.backing_id);
         delete handed;  // NOLINT(cppcoreguidelines-owning-memory)
         return false;
     }
     if (grant.backing_id == 0) return true;
-    if (!unused) {
+    if (carried) {
         g.stats.passthrough_opens.fetch_add(1, std::memory_order_relaxed);
         return true;
     }
@@ -235,7 +319,7 @@ void on_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
 
 void on_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     std::unique_ptr<OpenFile> file(&handle_of<OpenFile>(fi));
-    close_backing(glue_of(req), ino, file->backing_id);
+    close_backing(glue_of(req), req, ino, file->backing_id);
     fuse_reply_err(req, 0);
 }
 

@@ -11,7 +11,9 @@ bool PendingReply::arm() {
         registering_ = false;
         if (!interrupted_early_) return true;
     }
-    if (!claimed_.exchange(true)) fuse_reply_err(req_, EINTR);
+    // Through take(): it unregisters under the request's lock, so a second
+    // INTERRUPT already inside libfuse finishes with this object before it goes.
+    if (take()) fuse_reply_err(req_, EINTR);
     return false;
 }
 

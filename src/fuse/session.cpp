@@ -30,6 +30,7 @@ struct LoopConfigDeleter {
     void operator()(fuse_loop_config* c) const noexcept { fuse_loop_cfg_destroy(c); }
 };
 
+#if !EUPHORIA_NATIVE_PASSTHROUGH
 // The device traffic, carried by us so ReplyAmender sees it (fuse_session_custom_io).
 // Each hook must leave errno as the system call set it: libfuse reads it next.
 ssize_t device_read(int fd, void* buf, size_t len, void* userdata) {
@@ -51,6 +52,7 @@ ssize_t device_splice_send(int fdin, off_t* offin, int fdout, off_t* offout, siz
                            unsigned flags, void*) {
     return ::splice(fdin, offin, fdout, offout, len, flags);
 }
+#endif
 
 }  // namespace
 
@@ -89,19 +91,19 @@ Session::Session(core::Filesystem& fs, core::Stats& stats, core::Logger& log, Se
             throw std::runtime_error("cannot mount on " + options_.mountpoint);
         }
         mounted_ = true;
+#if !EUPHORIA_NATIVE_PASSTHROUGH
         const int fd = fuse_session_fd(session_.get());
-        static const fuse_custom_io io = [] {
-            fuse_custom_io hooks{};  // what libfuse adds later (3.17: clone_fd) stays null
-            hooks.writev = &device_writev;
-            hooks.read = &device_read;
-            hooks.splice_send = &device_splice_send;
-            return hooks;
-        }();
+        static const fuse_custom_io io = {
+            .writev = &device_writev,
+            .read = &device_read,
+            .splice_receive = nullptr,
+            .splice_send = &device_splice_send,
+        };
         if (const int rc = fuse_session_custom_io(session_.get(), &io, fd); rc != 0) {
             throw std::runtime_error("cannot attach to the FUSE device: " + api::describe_errno(-rc));
         }
         glue_->device.emplace(fd);
-        glue_->backing.emplace(*glue_->device, log, stats);
+#endif
     } catch (...) {
         teardown();
         throw;

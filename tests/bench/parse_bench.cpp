@@ -19,6 +19,7 @@
 
 #include "euphoria/api/error.hpp"
 #include "euphoria/api/reply_parser.hpp"
+#include "test_bytes.hpp"
 
 namespace {
 
@@ -89,29 +90,6 @@ private:
     int completes_ = 0;
 };
 
-std::string encode(const std::vector<unsigned char>& bytes) {
-    static constexpr char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string text;
-    text.reserve(bytes.size() / 3 * 4 + 4);
-    std::size_t i = 0;
-    for (; i + 3 <= bytes.size(); i += 3) {
-        const std::uint32_t n = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
-        text += alphabet[n >> 18];
-        text += alphabet[(n >> 12) & 63];
-        text += alphabet[(n >> 6) & 63];
-        text += alphabet[n & 63];
-    }
-    if (i < bytes.size()) {
-        const bool two = i + 2 == bytes.size();
-        const std::uint32_t n = (bytes[i] << 16) | (two ? bytes[i + 1] << 8 : 0);
-        text += alphabet[n >> 18];
-        text += alphabet[(n >> 12) & 63];
-        text += two ? alphabet[(n >> 6) & 63] : '=';
-        text += '=';
-    }
-    return text;
-}
 
 std::string wrap(const std::string& text, std::string_view newline) {
     std::string wrapped;
@@ -132,13 +110,8 @@ struct Reply {
 Reply build_reply(const Options& options) {
     Reply reply;
     reply.decoded_size = static_cast<std::uint64_t>(options.size_mb * 1e6) / 4 * 3;
-    std::vector<unsigned char> bytes(reply.decoded_size);
-    std::mt19937_64 rng(20201023);
-    for (std::size_t i = 0; i < bytes.size(); i += 8) {
-        const std::uint64_t word = rng();
-        std::memcpy(bytes.data() + i, &word, std::min<std::size_t>(8, bytes.size() - i));
-    }
-    const std::string text = encode(bytes);
+    const std::string text =
+        euphoria::test::encode_base64(euphoria::test::random_bytes(reply.decoded_size, 20201023));
     // GNU base64 -d rejects CR, so its copy of a wrapped payload uses bare LF.
     reply.payload = options.wrap ? wrap(text, "\n") : text;
     reply.xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<XML>\r\n  <CallRecording>\r\n"

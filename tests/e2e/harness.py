@@ -24,6 +24,7 @@ BINARY = os.environ.get("EUPHORIA_BIN", "")
 SANITIZED = os.environ.get("EUPHORIA_SANITIZED") == "1"
 TENANT = "demo"
 KEY = "demo-key-123"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def require(condition, why):
@@ -43,14 +44,22 @@ def check_prerequisites():
 
 
 class Mock:
-    """The mock API process and its control port."""
+    """The mock API process and its control port. `state_dir` (default: a new temporary
+    folder) must not hold a ports.json yet; `stderr` is the mock's stderr (default:
+    ours); close() removes the state folder, stop() does not."""
 
-    def __init__(self, extra_args=()):
+    # The interpreter that runs the mock, and the seconds one control request may take:
+    # the benchmark prefers Debian's python3 and needs longer for its large recordings.
+    python = sys.executable
+    control_timeout = 120
+
+    def __init__(self, extra_args=(), state_dir=None, stderr=None):
         self.args = list(extra_args)
-        self.state = tempfile.mkdtemp(prefix="euphoria-mock-")
+        self.state = state_dir or tempfile.mkdtemp(prefix="euphoria-mock-")
+        self.stderr = stderr
         self.proc = subprocess.Popen(
-            [sys.executable, MOCK, "--state-dir", self.state, *extra_args],
-            stdout=subprocess.DEVNULL)
+            [self.python, MOCK, "--state-dir", self.state, *extra_args],
+            stdout=subprocess.DEVNULL, stderr=stderr)
         ports = os.path.join(self.state, "ports.json")
         deadline = time.time() + 30
         while not os.path.exists(ports):
@@ -70,7 +79,7 @@ class Mock:
         req = urllib.request.Request(
             "http://127.0.0.1:%d%s" % (self.control_port, path), data=data, method=method,
             headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=120) as r:
+        with urllib.request.urlopen(req, timeout=self.control_timeout) as r:
             raw = r.read()
         try:
             return json.loads(raw)
@@ -92,6 +101,13 @@ class Mock:
     def clear_faults(self):
         self.control("POST", "/fault/clear")
 
+    def hold(self, slots, seconds, tenant=TENANT):
+        """A foreign client (the PBX portal) holds `slots` of the tenant's call slots."""
+        return self.control("POST", "/hold", {"tenant": tenant, "slots": slots, "seconds": seconds})
+
+    def clear_holds(self):
+        self.control("POST", "/hold/clear")
+
     def config(self, **kw):
         self.control("POST", "/config", kw)
 
@@ -110,14 +126,24 @@ class Mock:
         with urllib.request.urlopen(req, timeout=120) as r:
             return r.read()
 
+    def raw_to_file(self, name, path):
+        """The recording's bytes, streamed into `path` (for those too large for raw())."""
+        import urllib.parse
+        url = "http://127.0.0.1:%d/recording?tenant=%s&name=%s" % (
+            self.control_port, TENANT, urllib.parse.quote(name, safe=""))
+        with urllib.request.urlopen(url, timeout=self.control_timeout) as r, \
+                open(path, "wb") as out:
+            shutil.copyfileobj(r, out, 1 << 20)
+
     def restart(self, down_seconds=None, up=False):
         """Stops the API (an outage), or with up=True brings it back on the same ports."""
         if not up:
             self.stop()
             return
         self.proc = subprocess.Popen(
-            [sys.executable, MOCK, "--state-dir", self.state, "--port", str(self.api_port),
-             "--control-port", str(self.control_port), *self.args], stdout=subprocess.DEVNULL)
+            [self.python, MOCK, "--state-dir", self.state, "--port", str(self.api_port),
+             "--control-port", str(self.control_port), *self.args], stdout=subprocess.DEVNULL,
+            stderr=self.stderr)
         deadline = time.time() + 30
         while True:
             try:
@@ -140,6 +166,50 @@ class Mock:
     def close(self):
         self.stop()
         shutil.rmtree(self.state, ignore_errors=True)
+
+
+def errno_of(fn, *args):
+    """The errno that fn(*args) fails with, 0 if it succeeds."""
+    try:
+        fn(*args)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def interrupt(proc, timeout=5):
+    """Sends SIGINT (Ctrl-C) to proc; returns how long it took to exit, or raises
+    AssertionError if it is still running after timeout seconds."""
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("Ctrl-C: still running after %g s" % timeout)
+    return time.monotonic() - start
+
+
+def process_exited(pid):
+    """True once `pid` has exited: gone, or a zombie. A daemon's parent is the
+    machine's PID 1, which may reap zombies late, so /proc/PID can outlive the exit."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def wait_until(condition, timeout, what, interval=0.02):
+    """Polls condition() until it is true, for at most timeout seconds; returns its
+    last value, or raises AssertionError naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %g s waiting for %s" % (timeout, what))
+        time.sleep(interval)
 
 
 def write_credentials(directory, key=KEY, mode=0o600, tenant=None):
@@ -182,10 +252,19 @@ def rss_peak_kb(pid):
     return 0
 
 
-class Mount:
-    """One mount of the real binary. Options are added to -o."""
+def cpu_seconds(pid):
+    """utime + stime of the whole process (all threads, living and dead)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
-    def __init__(self, mock, options=(), workdir=None, foreground=False, extra_args=(), env=None):
+
+class Mount:
+    """One mount of the real binary (`binary`, default EUPHORIA_BIN). Options are added
+    to -o."""
+
+    def __init__(self, mock, options=(), workdir=None, foreground=False, extra_args=(), env=None,
+                 binary=None):
         self.mock = mock
         self.workdir = workdir or tempfile.mkdtemp(prefix="euphoria-e2e-")
         self.dir = os.path.join(self.workdir, "mnt")
@@ -198,7 +277,7 @@ class Mount:
         opts = ["credentials=" + self.cred, "endpoint=" + mock.endpoint, "cafile=" + mock.ca,
                 *(["cache_dir=" + self.cache_dir] if not any(o.startswith("cache_dir=") for o in options) else []),
                 *options]
-        self.argv = [BINARY, TENANT, self.dir, "-o", ",".join(opts), *extra_args]
+        self.argv = [binary or BINARY, TENANT, self.dir, "-o", ",".join(opts), *extra_args]
         self.log = os.path.join(self.workdir, "daemon.log")
         self.proc = None
         if foreground:
@@ -217,6 +296,26 @@ class Mount:
 
     def path(self, name):
         return os.path.join(self.dir, name)
+
+    def counter(self, name):
+        """One of the root's counters (user.euphoria.NAME), as an int."""
+        return int(os.getxattr(self.dir, "user.euphoria." + name))
+
+    def cpu(self):
+        """CPU seconds (user + system) the daemon has used so far."""
+        return cpu_seconds(self.pid)
+
+    def cache_file(self):
+        """/proc path of a disk-cache file the daemon holds open (the disk tier), or None."""
+        fds = "/proc/%d/fd" % self.pid
+        for fd in os.listdir(fds):
+            try:
+                target = os.readlink(os.path.join(fds, fd))
+            except OSError:
+                continue
+            if target.startswith(self.cache_dir + "/"):
+                return os.path.join(fds, fd)
+        return None
 
     def unmount(self):
         if is_mounted(self.dir):
@@ -307,7 +406,9 @@ class E2ETestCase(unittest.TestCase):
 
     def setUp(self):
         self.mock.clear_faults()
+        self.mock.clear_holds()
         self.mock.config(latency=0)
+        self.mock.config(name_latency={}, pace=0)
         self.mock.reset()
         self.mounts = []
 

@@ -15,12 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import harness
 
 
-def errno_of(fn, *args):
-    try:
-        fn(*args)
-    except OSError as e:
-        return e.errno
-    return 0
+errno_of = harness.errno_of
 
 
 def read_file(path):
@@ -161,7 +156,8 @@ class FilesystemTest(harness.E2ETestCase):
             ("truncate:500", errno.EIO),
             ("stall:5", errno.ETIMEDOUT),
         ]
-        m = self.mount("retries=1", "timeout=1")
+        # A permanently busy tenant gives EAGAIN once busy_timeout runs out.
+        m = self.mount("retries=1", "timeout=1", "busy_timeout=1")
         for i, (fault, expected) in enumerate(rows):
             name = "err%02d.WAV" % i
             self.mock.synthetic(name, 100_000)

@@ -129,6 +129,67 @@ class MountHelperTest(harness.E2ETestCase):
             self.assertEqual(subprocess.run(["umount", self.dir], timeout=30).returncode, 0)
             self.wait_unmounted(pid)
 
+    def mounts_here(self):
+        with open("/proc/self/mountinfo") as mi:
+            return [l for l in mi if l.split()[4] == os.path.realpath(self.dir)]
+
+    def test_mount_a_twice_leaves_one_mount(self):
+        """The source in the mount table is fstab's first field, so mount -a sees the
+        line is mounted already; a second helper call is refused with exit 32."""
+        self.mock.synthetic("twice.WAV", 100)
+        fstab = os.path.join(self.work, "fstab")
+        with open(fstab, "w") as f:
+            f.write("demo  %s  euphoria  %s,_netdev,nofail  0  0\n" % (self.dir, self.opts()))
+        with helper_installed():
+            for attempt in range(2):
+                r = subprocess.run(["mount", "-a", "-T", fstab, "-t", "euphoria"],
+                                   capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, "attempt %d: %s" % (attempt, r.stderr))
+            lines = self.mounts_here()
+            self.assertEqual(len(lines), 1, lines)
+            fields = lines[0].split()
+            self.assertEqual(fields[fields.index("-") + 2], "demo")
+            pid = harness.daemon_pid(self.dir)
+            # The helper itself, called again, refuses: mount(8)'s exit code 32.
+            r = self.helper("demo", self.dir, "-o", self.opts())
+            self.assertEqual(r.returncode, 32, r.stderr)
+            self.assertIn("already mounted", r.stderr)
+            self.assertEqual(len(self.mounts_here()), 1)
+            self.assertEqual(os.stat(os.path.join(self.dir, "twice.WAV")).st_size, 100)
+            self.assertEqual(subprocess.run(["umount", self.dir], timeout=30).returncode, 0)
+            self.wait_unmounted(pid)
+
+    def test_two_mounts_never_share_a_cache_folder(self):
+        self.mock.synthetic("big.WAV", 10 << 20)  # past mem_cache_size / 8: the disk tier
+        r = self.helper("demo", self.dir, "-o", self.opts())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pid = harness.daemon_pid(self.dir)
+        f = open(os.path.join(self.dir, "big.WAV"), "rb")
+        other = os.path.join(self.work, "other")
+        os.makedirs(other)
+        try:
+            r = subprocess.run([harness.BINARY, "demo", other, "-o", self.opts()],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 32, r.stderr)
+            self.assertIn("cache_dir=", r.stderr)
+            self.assertFalse(harness.is_mounted(other))
+            # The first mount's open file survived: nobody purged its folder.
+            self.assertEqual(f.read(), self.mock.raw("big.WAV"))
+            self.assertEqual(len([n for n in os.listdir(self.cache) if n.startswith("rec-")]), 1)
+        finally:
+            f.close()
+        subprocess.run(["fusermount3", "-u", self.dir], check=True, timeout=30)
+        self.wait_unmounted(pid)
+        # Once it is gone, the folder is free again.
+        r = subprocess.run([harness.BINARY, "demo", other, "-o", self.opts()],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pid = harness.daemon_pid(other)
+        subprocess.run(["fusermount3", "-u", other], check=True, timeout=30)
+        deadline = time.time() + 15
+        while pid and os.path.exists("/proc/%d" % pid) and time.time() < deadline:
+            time.sleep(0.05)
+
     def test_fake_validates_and_mounts_nothing(self):
         r = self.helper("demo", self.dir, "-f", "-o", self.opts())
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -49,7 +49,8 @@ class ReliabilityTest(harness.E2ETestCase):
 
     def test_every_reply_fault(self):
         size = 30_000
-        m = self.mount("retries=1", "timeout=2")
+        # A permanently busy tenant gives EAGAIN once busy_timeout runs out.
+        m = self.mount("retries=1", "timeout=2", "busy_timeout=1")
         faults = [
             ("error:Authorization Failed", {errno.EACCES}),
             ("error:Permission Denied", {errno.EACCES}),

@@ -52,9 +52,15 @@ void FakeClient::hold() {
     held_ = true;
 }
 
+void FakeClient::hold_after_first_chunk() {
+    std::lock_guard lock(mutex_);
+    held_midway_ = true;
+}
+
 void FakeClient::release() {
     std::lock_guard lock(mutex_);
     held_ = false;
+    held_midway_ = false;
     cv_.notify_all();
 }
 
@@ -97,6 +103,20 @@ void FakeClient::download(const std::string& name, api::Sink& sink, api::CancelT
         const auto n = std::min<std::size_t>(4096, reply.bytes.size() - off);
         sink.write({reinterpret_cast<const std::byte*>(reply.bytes.data() + off), n});
         off += n;
+        if (off == n) {
+            api::CancelSubscription wake(&cancel, [this] {
+                std::lock_guard lock(mutex_);
+                cv_.notify_all();
+            });
+            std::unique_lock lock(mutex_);
+            if (held_midway_) {
+                ++blocked_;
+                cv_.notify_all();
+                cv_.wait(lock, [&] { return !held_midway_ || cancel.cancelled(); });
+                --blocked_;
+            }
+            if (cancel.cancelled()) throw api::ApiError(EINTR, api::ErrorKind::cancelled, "cancelled");
+        }
     }
     sink.complete();
 }

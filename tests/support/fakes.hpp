@@ -53,6 +53,9 @@ public:
     void script(const std::string& name, std::vector<FakeReply> replies);
     // While held, calls block (honouring cancel) until release().
     void hold();
+    // Like hold(), but each call first writes its first chunk: a transfer the API
+    // has started serving.
+    void hold_after_first_chunk();
     void release();
     // Waits until `n` calls are blocked in hold(); false after 5 s.
     bool wait_blocked(int n);
@@ -69,6 +72,7 @@ private:
     std::map<std::string, int> calls_;
     std::vector<std::string> order_;
     bool held_ = false;
+    bool held_midway_ = false;
     int blocked_ = 0;
     int in_flight_ = 0;
     int max_in_flight_ = 0;

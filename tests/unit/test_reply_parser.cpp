@@ -12,12 +12,16 @@
 
 #include "euphoria/api/error.hpp"
 #include "euphoria/api/reply_parser.hpp"
+#include "test_bytes.hpp"
 
 using euphoria::api::ApiError;
 using euphoria::api::ErrorKind;
 using euphoria::api::ReplyParser;
 
 namespace {
+
+using euphoria::test::random_bytes;
+std::string encode(std::string_view bytes) { return euphoria::test::encode_base64(bytes); }
 
 struct RecordingSink final : euphoria::api::Sink {
     std::string bytes;
@@ -64,36 +68,7 @@ struct ChecksumSink final : euphoria::api::Sink {
 };
 
 // An encoder written independently of the decoder under test.
-std::string encode(std::string_view bytes) {
-    static constexpr char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string text;
-    text.reserve((bytes.size() + 2) / 3 * 4);
-    std::size_t i = 0;
-    for (; i + 3 <= bytes.size(); i += 3) {
-        const auto n = (static_cast<unsigned char>(bytes[i]) << 16) |
-                       (static_cast<unsigned char>(bytes[i + 1]) << 8) |
-                       static_cast<unsigned char>(bytes[i + 2]);
-        for (int shift : {18, 12, 6, 0}) text += alphabet[(n >> shift) & 63];
-    }
-    const std::size_t left = bytes.size() - i;
-    if (left > 0) {
-        const auto n = (static_cast<unsigned char>(bytes[i]) << 16) |
-                       (left == 2 ? static_cast<unsigned char>(bytes[i + 1]) << 8 : 0);
-        text += alphabet[(n >> 18) & 63];
-        text += alphabet[(n >> 12) & 63];
-        text += left == 2 ? alphabet[(n >> 6) & 63] : '=';
-        text += '=';
-    }
-    return text;
-}
 
-std::string random_bytes(std::size_t size, std::uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::string bytes(size, '\0');
-    for (auto& b : bytes) b = static_cast<char>(rng() & 0xFF);
-    return bytes;
-}
 
 std::string wrap_crlf(std::string_view text) {
     std::string wrapped;

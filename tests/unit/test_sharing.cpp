@@ -392,8 +392,12 @@ TEST_CASE("mem_cache_size counts pinned and evicted contents; past it, disk", "[
     CHECK(c.recording.content->on_disk());
     CHECK(rig.memory->used() <= 2500);
     CHECK(read_all(*a.recording.content) == bytes_of(1000, 'a'));
+    // Evicting them could not have made room, so they were kept: still cached.
+    CHECK(rig.cache->find("a", rig.clock.now()).hit == core::ContentCache::Hit::memory);
     a = {};
     b = {};
+    CHECK(rig.memory->used() == 2000);
+    rig.cache->clear();
     CHECK(rig.memory->used() == 0);
     CHECK(rig.cache->memory_bytes() == 0);
 }
@@ -430,13 +434,17 @@ struct FsRig {
     Rig rig;
     core::Filesystem fs{*rig.fetcher, *rig.cache, rig.stats, rig.clock, core::Ownership{}};
     explicit FsRig(const Rig::Tweak& tweak = {}) : rig(tweak) {}
+    // The Fetcher's threads call into the Filesystem: they stop before it goes.
+    ~FsRig() { rig.fetcher->shutdown(); }
+    FsRig(const FsRig&) = delete;
+    FsRig& operator=(const FsRig&) = delete;
 
     // The reply may still be returning on the completing thread when get() wakes,
     // so it owns what it touches.
-    core::EntryAnswer lookup(const std::string& name, bool delivered = true) {
+    core::EntryAnswer lookup(const std::string& name, bool delivered = true, pid_t pid = 100) {
         auto p = std::make_shared<std::promise<core::EntryAnswer>>();
         auto f = p->get_future();
-        fs.lookup(core::root_ino, name, [p, delivered](const core::EntryAnswer& a) {
+        fs.lookup(core::root_ino, name, pid, [p, delivered](const core::EntryAnswer& a) {
             p->set_value(a);
             return delivered;
         });
@@ -484,10 +492,14 @@ TEST_CASE("a lookup whose reply did not reach the kernel takes no reference", "[
     auto e = f.lookup("a", false);
     REQUIRE(e.ino != 0);
     // The undo runs once the reply has returned false, on the completing thread.
-    CHECK(eventually([&] { return f.fs.inodes().size() == 0; }));
+    CHECK(eventually([&] { return f.fs.inodes().lookups(e.ino) == 0; }));
     auto kept = f.lookup("a");
-    CHECK(eventually([&] { return f.fs.inodes().size() == 1; }));
+    CHECK(eventually([&] { return f.fs.inodes().lookups(kept.ino) == 1; }));
     f.fs.forget(kept.ino, 1);
+    CHECK(f.fs.inodes().lookups(kept.ino) == 0);
+    // Kept only while pinned, then gone.
+    f.rig.clock.advance(core::InodeTable::open_window);
+    f.fs.forget(kept.ino, 0);
     CHECK(f.fs.inodes().size() == 0);
 }
 
@@ -508,4 +520,132 @@ TEST_CASE("inodes that readdir made and nobody looked up are bounded", "[core][f
     f.fs.readdir(core::root_ino, error);
     f.fs.readdir(core::root_ino, error);
     CHECK(f.fs.getattr(e.ino).error == 0);
+}
+
+TEST_CASE("with cache_ttl=0 one program's repeat lookups share its download; another's ask again",
+          "[core][ttl][fs]") {
+    FsRig f([](core::FetcherConfig& c) { c.ttl = 0s; });
+    f.rig.client.script("plain.WAV", {FakeReply::ok("v1"), FakeReply::ok("v2-longer")});
+    // cp: stat, then the open's path walk looks the name up again.
+    auto stat = f.lookup("plain.WAV", true, 100);
+    auto walk = f.lookup("plain.WAV", true, 100);
+    REQUIRE(walk.error == 0);
+    CHECK(walk.ino == stat.ino);
+    CHECK(f.rig.client.calls("plain.WAV") == 1);
+    auto o = f.open(walk.ino);
+    REQUIRE(o.error == 0);
+    CHECK(read_all(*o.recording.content) == "v1");
+    // A later cp is another program: not kept for it.
+    auto other = f.lookup("plain.WAV", true, 200);
+    REQUIRE(other.error == 0);
+    CHECK(f.rig.client.calls("plain.WAV") == 2);
+    CHECK(other.ino != stat.ino);
+    // And the first program's pin ends with the window.
+    f.rig.clock.advance(core::InodeTable::open_window);
+    f.lookup("plain.WAV", true, 100);
+    CHECK(f.rig.client.calls("plain.WAV") == 3);
+}
+
+TEST_CASE("a pin never keeps a recording the cache let go of", "[core][fs][review]") {
+    FsRig f;
+    f.rig.client.script("big", {FakeReply::ok(riff_of(400 << 10))});  // the disk tier
+    auto e = f.lookup("big");
+    REQUIRE(e.error == 0);
+    auto o = f.open(e.ino);
+    REQUIRE(o.error == 0);
+    REQUIRE(o.recording.content->on_disk());
+    std::weak_ptr<const core::Content> watch = o.recording.content;
+    o = {};
+    f.rig.cache->clear();  // expiry or eviction, within the open window
+    // The completing thread may still be returning from the lookup's reply.
+    CHECK(eventually([&] { return watch.expired(); }));
+    CHECK(f.rig.budget->used() == 0);
+    CHECK(f.rig.dir.file_count() == 0);
+}
+
+TEST_CASE("a forgotten inode lives on while pinned, for the kernel's lookup that follows",
+          "[core][ttl][fs]") {
+    FsRig f([](core::FetcherConfig& c) { c.ttl = 0s; });
+    f.rig.client.script("plain.WAV", {FakeReply::ok("v1")});
+    auto first = f.lookup("plain.WAV", true, 7);
+    // The kernel drops a revalidation's answer, forgets it, and looks up again.
+    f.fs.forget(first.ino, 1);
+    auto again = f.lookup("plain.WAV", true, 7);
+    CHECK(again.ino == first.ino);
+    CHECK(f.rig.client.calls("plain.WAV") == 1);
+    CHECK(f.fs.inodes().lookups(first.ino) == 1);
+}
+
+TEST_CASE("patience stops counting once the tenant serves us", "[core][budget][review]") {
+    Rig rig(1, 1 << 20, 256 << 10, 8 << 20, "*", [](core::FetcherConfig& c) { c.busy_timeout = 10s; });
+    rig.client.script("a", {FakeReply::fail(EAGAIN, api::ErrorKind::busy), FakeReply::ok("long")});
+    rig.client.script("q", {FakeReply::ok("q")});
+    Async a, q;
+    a.start(*rig.fetcher, "a");
+    REQUIRE(eventually([&] { return rig.stats.exceeded_replies == 1; }));
+    q.start(*rig.fetcher, "q");  // waits behind "a": the window is 1
+    rig.client.hold_after_first_chunk();
+    rig.clock.advance(1s);
+    REQUIRE(rig.client.wait_blocked(1));  // "a" again: admitted, audio streaming
+    // A transfer far longer than busy_timeout: the tenant serves us all along.
+    rig.clock.advance(30s);
+    std::this_thread::sleep_for(20ms);
+    CHECK_FALSE(q.ready());
+    rig.client.release();
+    REQUIRE(a.future.wait_for(5s) == std::future_status::ready);
+    CHECK(a.future.get().error == 0);
+    REQUIRE(q.future.wait_for(5s) == std::future_status::ready);
+    CHECK(q.future.get().error == 0);
+}
+
+TEST_CASE("each caller's patience counts from when it asked", "[core][budget][review]") {
+    Rig rig([](core::FetcherConfig& c) { c.busy_timeout = 10s; });
+    rig.client.script("a", {FakeReply::fail(EAGAIN, api::ErrorKind::busy)});
+    Async early, late;
+    early.start(*rig.fetcher, "a");
+    REQUIRE(eventually([&] { return rig.stats.exceeded_replies == 1; }));
+    rig.clock.advance(8s);
+    late.start(*rig.fetcher, "a");  // joins the same job, 8 s later
+    rig.clock.advance(3s);
+    REQUIRE(early.future.wait_for(5s) == std::future_status::ready);
+    CHECK(early.future.get().error == EAGAIN);
+    std::this_thread::sleep_for(20ms);
+    CHECK_FALSE(late.ready());
+    rig.clock.advance(8s);
+    REQUIRE(late.future.wait_for(5s) == std::future_status::ready);
+    CHECK(late.future.get().error == EAGAIN);
+}
+
+TEST_CASE("with cache_ttl=0 a pin is let go on time on an idle mount", "[core][ttl][fs][review]") {
+    FsRig f([](core::FetcherConfig& c) { c.ttl = 0s; });
+    f.rig.client.script("big", {FakeReply::ok(riff_of(400 << 10))});
+    auto e = f.lookup("big");
+    REQUIRE(e.error == 0);
+    CHECK(eventually([&] { return f.rig.budget->used() == (400u << 10); }));
+    f.rig.clock.advance(core::InodeTable::open_window);
+    // Nothing else happens on the mount: the timer alone releases the bytes.
+    CHECK(eventually([&] { return f.rig.budget->used() == 0; }));
+    CHECK(f.rig.dir.file_count() == 0);
+}
+
+TEST_CASE("keep_cache only when the kernel's cached pages are of the same bytes", "[core][fs]") {
+    FsRig f;
+    f.rig.client.script("pbx4-1603469421.1196632-k.WAV", {FakeReply::ok("same"), FakeReply::ok("same")});
+    auto e = f.lookup("pbx4-1603469421.1196632-k.WAV");
+    REQUIRE(e.error == 0);
+    auto first = f.open(e.ino);
+    REQUIRE(first.error == 0);
+    CHECK_FALSE(first.keep_cache);  // nothing served yet: the kernel has no pages
+    auto second = f.open(e.ino);
+    CHECK(second.keep_cache);  // the very same content
+    // A re-fetch of the same version (same size and call time) keeps the inode but
+    // is another download: the kernel's pages must be dropped once.
+    f.rig.clock.advance(31s);
+    auto again = f.lookup("pbx4-1603469421.1196632-k.WAV");
+    CHECK(again.ino == e.ino);
+    CHECK(f.rig.client.calls("pbx4-1603469421.1196632-k.WAV") == 2);
+    auto third = f.open(e.ino);
+    REQUIRE(third.error == 0);
+    CHECK_FALSE(third.keep_cache);
+    CHECK(f.open(e.ino).keep_cache);
 }

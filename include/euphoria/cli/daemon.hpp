@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "euphoria/core/unique_fd.hpp"
+
 namespace euphoria::cli {
 
 class Daemon {
@@ -11,10 +13,9 @@ public:
     // Forks. The parent waits for the child's report and exits with it; only the
     // child returns.
     static Daemon detach();
-    Daemon(Daemon&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+    Daemon(Daemon&&) noexcept = default;
     Daemon(const Daemon&) = delete;
     Daemon& operator=(const Daemon&) = delete;
-    ~Daemon();
 
     // The mount is live: the parent exits 0, and stdio goes to /dev/null.
     void ready();
@@ -22,8 +23,8 @@ public:
     void failed(int exit_code, const std::string& message);
 
 private:
-    explicit Daemon(int fd) : fd_(fd) {}
-    int fd_;  // write end of the report pipe; -1 once reported
+    explicit Daemon(core::UniqueFd fd) : fd_(std::move(fd)) {}
+    core::UniqueFd fd_;  // write end of the report pipe; closed once reported
 };
 
 }  // namespace euphoria::cli

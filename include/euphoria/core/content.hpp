@@ -11,9 +11,11 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "euphoria/api/sink.hpp"
+#include "euphoria/core/unique_fd.hpp"
 
 namespace euphoria::core {
 
@@ -56,6 +58,13 @@ private:
     std::uint64_t size_;
 };
 
+// Every cache file's name starts with this, then random letters: recording names
+// are personal data and stay out of paths. The one place that names cache files.
+inline constexpr std::string_view cache_file_prefix = "rec-";
+inline bool is_cache_file_name(std::string_view name) noexcept {
+    return name.size() > cache_file_prefix.size() && name.substr(0, cache_file_prefix.size()) == cache_file_prefix;
+}
+
 struct BuilderLimits {
     std::string cache_dir;         // where large recordings go
     std::uint64_t memory_max = 0;  // larger than this goes to disk
@@ -97,7 +106,7 @@ private:
     Reserve reserve_memory_;
     Reserve reserve_disk_;
     std::vector<std::byte> memory_;
-    int fd_ = -1;
+    UniqueFd fd_;
     std::string path_;
     std::uint64_t written_ = 0;
     std::uint64_t memory_reserved_ = 0;  // memory bytes taken from its budget so far

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -97,8 +98,14 @@ public:
     // never for a FUSE callback.
     FetchResult get(const std::string& name, api::CancelToken* cancel);
 
+    // Runs `task` on the Fetcher's timekeeping thread once the clock reads `when`
+    // (never after shutdown()). For work that must happen on time even when the
+    // mount is idle, such as releasing a pin. `task` must not throw.
+    void schedule(Clock::time_point when, std::function<void()> task);
+
     // Cancels every download, answers every waiter with ESHUTDOWN and stops the
-    // threads. Later fetches answer ESHUTDOWN. Idempotent.
+    // threads. Later fetches answer ESHUTDOWN. Idempotent. Whatever completions and
+    // scheduled tasks touch must outlive this call.
     void shutdown();
 
     const FetcherConfig& config() const noexcept { return config_; }
@@ -109,21 +116,38 @@ private:
     struct Waiter {
         WaitId id;
         Completion done;
+        Clock::time_point joined;  // its patience counts from here, or the busy episode
     };
     enum class Outcome { finished, busy };
 
     void work();
     void keep_time();
-    // Requires mutex_. Fails queued jobs past their patience and drops or cancels
-    // jobs nobody has wanted for interrupt_grace; returns the completions to run.
-    std::vector<std::pair<Completion, FetchResult>> expire(Clock::time_point now);
+    // What is left to do once mutex_ is released.
+    struct Due {
+        std::vector<std::pair<Completion, FetchResult>> answers;
+        std::vector<JobPtr> cancels;  // running jobs nobody wants any more
+        std::vector<std::function<void()>> tasks;
+        std::vector<std::string> warnings;  // for the log
+        bool empty() const {
+            return answers.empty() && cancels.empty() && tasks.empty() && warnings.empty();
+        }
+    };
+    void run(Due& due);  // without mutex_
+    // Requires mutex_. Fails waiters past their patience, drops queued jobs (or
+    // returns running ones to cancel) that nobody has wanted for interrupt_grace, and
+    // takes the scheduled tasks that are due.
+    Due expire(Clock::time_point now);
+    // Requires mutex_: moves the waiters of a queued `job` whose patience ran out
+    // into `due`; true when the job has no waiter left because of it.
+    bool lose_patience(Job& job, Clock::time_point now, Due& due);
+    void note_admission();  // an upstream call got a slot: the window grows
     Clock::time_point next_deadline() const;  // requires mutex_
     bool may_start(Clock::time_point now) const;  // requires mutex_
     // Requires mutex_: removes the job from jobs_ and queue_, hands back its waiters.
     std::vector<Waiter> finish(const JobPtr& job);
     void forget_job(const JobPtr& job);  // requires mutex_
-    // One job's calls, retries included. `admitted`: the API answered (the call had a
-    // slot), which is what grows the window.
+    // One job's calls, retries included. `admitted`: the API answered without any
+    // audio (the call had a slot, and nothing reported it yet).
     Outcome download(Job& job, FetchResult& result, bool& admitted);
     FetchResult from_cache(const std::string& name, Clock::time_point now, bool& answered);
 
@@ -144,6 +168,7 @@ private:
     std::unordered_map<std::string, JobPtr> jobs_;  // queued or running, by name
     std::deque<JobPtr> queue_;
     std::unordered_map<WaitId, JobPtr> waits_;  // every registered waiter's job
+    std::multimap<Clock::time_point, std::function<void()>> timers_;
     CallBudget budget_;
     unsigned running_ = 0;
     WaitId next_wait_ = 1;

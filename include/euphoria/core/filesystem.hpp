@@ -57,7 +57,9 @@ public:
     Filesystem(Fetcher& fetcher, ContentCache& cache, Stats& stats, Clock& clock, Ownership owner);
 
     // Each returns the wait to cancel() on an interrupt, or 0 when `reply` already ran.
-    WaitId lookup(Ino parent, const std::string& name, EntryReply reply);
+    // `pid` is the calling program's: its own repeat lookups within
+    // InodeTable::open_window are answered from what its first one got.
+    WaitId lookup(Ino parent, const std::string& name, pid_t pid, EntryReply reply);
     WaitId open(Ino ino, int flags, OpenReply reply);
     // The request behind `id` was interrupted: its reply will not run. False when it
     // already ran or is running.
@@ -66,7 +68,7 @@ public:
     // Never calls upstream: an inode's attributes are those of the version it stands
     // for. A player calling fstat on a file it holds past the TTL costs nothing.
     EntryAnswer getattr(Ino ino);
-    void forget(Ino ino, std::uint64_t count) { inodes_.forget(ino, count); }
+    void forget(Ino ino, std::uint64_t count) { inodes_.forget(ino, count, clock_.now()); }
     std::vector<DirEntry> readdir(Ino ino, int& error);
     // Root xattrs: the counters. Returns the value, or sets error (ENODATA...).
     std::string getxattr(Ino ino, const std::string& name, int& error);
@@ -80,7 +82,8 @@ private:
     struct stat root_attr() const;
     struct stat file_attr(Ino ino, const InodeInfo& info) const;
     double seconds_left(Clock::time_point until);
-    void answer_lookup(const std::string& name, FetchResult r, const EntryReply& reply);
+    void answer_lookup(const std::string& name, const FetchResult& r, pid_t pid,
+                       InodeTable::Pin pin, const EntryReply& reply);
     void answer_open(Ino ino, const InodeInfo& info, FetchResult r, const OpenReply& reply);
     void serve_open(Ino ino, CachedRecording recording, const OpenReply& reply);
 

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <sys/types.h>
 #include <unordered_map>
 
 #include "euphoria/core/cache.hpp"
@@ -30,40 +31,61 @@ struct InodeInfo {
 
 class InodeTable {
 public:
-    // How long the recording a lookup answered stays pinned for the open that
-    // follows it. open(2) is a lookup and then an open; with cache_ttl=0, or a TTL
-    // that ran out during the download, the cache no longer has the recording when
-    // the open comes, and fetching it again would cost a call and, for a name
-    // without a call time, a new version and ESTALE.
+    // How long the recording a lookup answered stays pinned for what follows it in
+    // the same program: `cp` is a stat, then an open whose path walk looks the name
+    // up again, then an fstat and reads. With cache_ttl=0 the cache keeps nothing,
+    // and fetching again would cost a call and, for a name without a call time, a
+    // new version: cp would see the file "replaced while being copied".
     static constexpr std::chrono::seconds open_window{2};
+
+    // How a lookup's answer is pinned. `strong` only for a recording the cache did
+    // not keep (cache_ttl=0): otherwise the cache's reference is the one that counts,
+    // and a pin must not keep an expired cache file open.
+    enum class Pin { none, weak, strong };
     // Inodes that readdir handed out and no lookup took, kept at most: the kernel
     // never uses them, so they are dropped oldest first.
     static constexpr std::size_t max_unreferenced = 4096;
 
     // The inode for this version of `name`. `lookup` counts a kernel reference,
-    // which forget() later returns, and pins `recording` for open_window from `now`.
+    // which forget() later returns. `pin` pins `recording` for open_window from
+    // `now`, for program `pid`.
     Ino acquire(const std::string& name, const CachedRecording& recording, bool lookup,
-                Clock::time_point now);
+                Clock::time_point now, Pin pin = Pin::none, pid_t pid = 0);
     std::optional<InodeInfo> find(Ino ino) const;
-    // The recording the inode's last lookup answered, if that was less than
+    // The recording pinned for the inode, if still alive and pinned less than
     // open_window before `now`.
     std::optional<CachedRecording> recent(Ino ino, Clock::time_point now);
-    void forget(Ino ino, std::uint64_t count);
+    // The same for the current version of `name`, only for the program it was
+    // pinned for: another program's lookup is a later lookup, and asks again.
+    std::optional<CachedRecording> recent_for(const std::string& name, pid_t pid,
+                                              Clock::time_point now);
+    void forget(Ino ino, std::uint64_t count, Clock::time_point now);
+    // Drops the pins that ended by `now`. Every call above does it too; this is for
+    // a timer, so that an idle mount lets go of them on time.
+    void release_pins(Clock::time_point now);
 
     // Whether `content` is what this inode last served, so the kernel's page cache
     // of it is still right (keep_cache). Records `content` as served.
     bool same_as_last_served(Ino ino, const std::shared_ptr<const Content>& content);
 
     std::size_t size() const;
+    // The kernel's references to `ino` (0 for an unknown one).
+    std::uint64_t lookups(Ino ino) const;
 
 private:
     struct Node {
         InodeInfo info;
         std::uint64_t lookups = 0;
         std::weak_ptr<const Content> served;
-        CachedRecording recent;  // pinned until recent_until
+        // Pinned until recent_until; `strong` holds it, `weak` only watches it.
+        std::shared_ptr<const Content> recent_strong;
+        std::weak_ptr<const Content> recent_weak;
+        Clock::time_point recent_expires{};
         Clock::time_point recent_until{};
+        pid_t recent_pid = 0;
+        bool forgotten = false;  // no kernel reference left; kept until the pin ends
     };
+    std::optional<CachedRecording> pinned(const Node& node, Clock::time_point now) const;
     void erase(Ino ino);                    // requires mutex_
     void unpin_expired(Clock::time_point now);  // requires mutex_
 

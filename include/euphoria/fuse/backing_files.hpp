@@ -10,10 +10,12 @@
 // open decides.
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 
+#include "euphoria/core/content.hpp"
 #include "euphoria/core/log.hpp"
 #include "euphoria/core/stats.hpp"
 #include "euphoria/core/inode_table.hpp"
@@ -33,7 +35,13 @@ bool may_register_backing_files() noexcept;
 // taken is one fewer for filesystems stacked on the mount itself.
 std::uint32_t backing_stack_depth(const std::string& dir) noexcept;
 
-// Registers backing files with the kernel; faked in tests.
+struct PassthroughWish {
+    bool wanted = false;           // the user allows it and we may register backing files
+    std::uint32_t stack_depth = 1;  // see backing_stack_depth()
+};
+
+// Registers backing files with the kernel: ioctls on /dev/fuse (libfuse 3.14), or
+// libfuse's fuse_passthrough_open() for one request (3.16+); faked in tests.
 class BackingDevice {
 public:
     virtual ~BackingDevice() = default;
@@ -56,15 +64,18 @@ private:
 class BackingFiles {
 public:
     // Sets stats.passthrough to 0 if the kernel refuses backing files for good.
-    BackingFiles(BackingDevice& device, core::Logger& log, core::Stats& stats)
-        : device_(device), log_(log), stats_(stats) {}
+    BackingFiles(core::Logger& log, core::Stats& stats) : log_(log), stats_(stats) {}
 
-    // For an open of `ino` whose content is in `content_fd` (-1 when it is in
-    // memory). Returns the backing id the open reply must carry, or 0 for a cached
-    // open. Every call that returns needs a matching release() with what it
-    // returned; a call that throws (bad_alloc) counted nothing.
-    int acquire(Ino ino, int content_fd);
-    void release(Ino ino, int backing_id) noexcept;
+    // For an open of `ino` whose bytes are `content` (in memory: no backing file).
+    // Returns the backing id the open reply must carry, or 0 for a cached open.
+    // Every call that returns needs a matching release() with what it returned; a
+    // call that throws (bad_alloc) counted nothing.
+    //
+    // The record keeps the content it registered until the last release: the kernel
+    // reads that file through the id, so its bytes must stay counted in the disk
+    // budget even when later opens of the inode came from a re-fetch.
+    int acquire(BackingDevice& device, Ino ino, const std::shared_ptr<const core::Content>& content);
+    void release(BackingDevice& device, Ino ino, int backing_id) noexcept;
 
     std::size_t inodes_open() const;
 
@@ -72,8 +83,8 @@ private:
     struct Inode {
         int backing_id = 0;  // 0: the open files are cached ones
         unsigned opens = 0;
+        std::shared_ptr<const core::Content> registered;  // behind backing_id
     };
-    BackingDevice& device_;
     core::Logger& log_;
     core::Stats& stats_;
     // Guards inodes_ and disabled_. Held across the ioctl, so two first opens of one

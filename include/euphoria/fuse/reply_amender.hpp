@@ -20,14 +20,11 @@
 #include <unordered_set>
 
 #include "euphoria/core/stats.hpp"
+#include "euphoria/fuse/backing_files.hpp"
 #include "euphoria/fuse/kernel_abi.hpp"
 
 namespace euphoria::fuse {
 
-struct PassthroughWish {
-    bool wanted = false;           // the user allows it and we may register backing files
-    std::uint32_t stack_depth = 1;  // see backing_stack_depth()
-};
 
 class ReplyAmender {
 public:
