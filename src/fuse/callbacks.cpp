@@ -104,7 +104,7 @@ void on_init(void* userdata, fuse_conn_info* conn) {
     auto& g = *static_cast<Glue*>(userdata);
     // The kernel refuses passthrough beside a writeback cache; we never ask for one.
     if (g.wish.wanted && want(conn, FUSE_CAP_PASSTHROUGH)) {
-        conn->max_backing_stack_depth = g.wish.stack_depth;
+        conn->max_backing_stack_depth = g.wish.stack_depth - 1;  // libfuse adds the FUSE layer
         g.passthrough_on.store(true);
         g.stats.passthrough.store(1);
     }
