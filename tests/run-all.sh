@@ -19,7 +19,7 @@ FUZZ_SECONDS=${EUPHORIA_FUZZ_SECONDS:-60}
 BUILD=${EUPHORIA_BUILD_DIR:-$ROOT/build}
 JOBS=$(nproc)
 
-stage() { printf '\n===== %s =====\n' "$*"; }
+stage() { printf '\n===== %s (at %d min %02d s) =====\n' "$*" $((SECONDS / 60)) $((SECONDS % 60)); }
 wants() { [[ " $STAGES " == *" $1 "* ]]; }
 
 source tests/deps.sh
