@@ -15,7 +15,8 @@
 # - Each run takes a lock (one run per chroot at a time), upgrades the chroot's
 #   packages, installs what deps.sh lists, copies this working tree in (tracked and
 #   untracked files, not ignored ones; mtimes kept, so the build dir kept in the
-#   chroot rebuilds only what changed), empties the chroot's /tmp, and runs
+#   chroot for each working tree rebuilds only what changed; those of a tree unused for
+#   a week are removed), empties the chroot's /tmp, and runs
 #   `EUPHORIA_STAGES=normal tests/run-all.sh` there, with CI passed through.
 # - The chroot runs in a private mount namespace (unshare -m): its own /proc, the
 #   host's /sys, and a /dev of its own (fresh null, zero, full, random, urandom, tty
@@ -212,9 +213,12 @@ stop_processes_in "$CHROOT"
 cp -L /etc/resolv.conf "$CHROOT/etc/resolv.conf"
 find "$CHROOT/tmp" "$CHROOT/var/tmp" -mindepth 1 -xdev -delete 2>/dev/null || true
 
+# Other trees' copies and build dirs, unused for a week.
+find "$CHROOT/euphoria" -mindepth 1 -maxdepth 1 -mtime +7 -exec rm -rf --one-file-system {} + 2>/dev/null || true
 say "copying the working tree to $SRC"
 rm -rf --one-file-system "${CHROOT:?}$SRC"
-mkdir -p "$CHROOT$SRC"
+mkdir -p "$CHROOT$SRC" "$CHROOT$BUILD"
+touch "$CHROOT$BUILD"  # its last use
 if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   git -C "$ROOT" ls-files -z --cached --others --exclude-standard |
     while IFS= read -r -d '' f; do [[ -e $f || -L $f ]] && printf '%s\0' "$f"; done |
