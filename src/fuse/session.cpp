@@ -104,6 +104,7 @@ Session::Session(core::Filesystem& fs, core::Stats& stats, core::Logger& log, Se
         }
         glue_->device.emplace(fd);
 #endif
+        if (options_.after_mount) options_.after_mount();
     } catch (...) {
         teardown();
         throw;

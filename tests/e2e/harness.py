@@ -229,6 +229,42 @@ def is_mounted(path):
         return any(line.split()[4] == path for line in f)
 
 
+def users_of(path):
+    """The processes that hold a file, a cwd or a mapping under `path`, as "pid (comm)"
+    strings, leaving out the daemon that serves it."""
+    path = os.path.realpath(path)
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        links = []
+        try:
+            links = [os.readlink("/proc/%s/cwd" % pid)]
+            links += [os.readlink("/proc/%s/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%s/fd" % pid)]
+            with open("/proc/%s/maps" % pid) as f:
+                links += [line.split(None, 5)[-1].strip() for line in f]
+            with open("/proc/%s/comm" % pid) as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if comm != "mount.euphoria" and any(l == path or l.startswith(path + "/") for l in links):
+            found.append("%s (%s)" % (pid, comm))
+    return found
+
+
+def unmount_when_unused(path, timeout=10):
+    """fusermount3 -u, retried while the mount is busy: a process of the test that has
+    just been killed may still be closing its files. Raises AssertionError naming the
+    processes that still use the mount after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = subprocess.run(["fusermount3", "-u", path], capture_output=True, text=True, timeout=30)
+        if r.returncode == 0 or not is_mounted(path):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("cannot unmount %s: %s; in use by %s"
+                                 % (path, r.stderr.strip(), ", ".join(users_of(path)) or "no process"))
+        time.sleep(0.1)
+
+
 def daemon_pid(mountpoint):
     """The mount.euphoria process serving `mountpoint`."""
     for pid in os.listdir("/proc"):
@@ -319,7 +355,7 @@ class Mount:
 
     def unmount(self):
         if is_mounted(self.dir):
-            subprocess.run(["fusermount3", "-u", self.dir], check=False, timeout=30)
+            unmount_when_unused(self.dir)
         deadline = time.time() + 20
         while self.pid and os.path.exists("/proc/%d" % self.pid) and time.time() < deadline:
             if self.proc:

@@ -17,6 +17,14 @@ namespace euphoria::test {
 using namespace std::chrono_literals;
 
 
+// "n0", "n1", ...: built by appending, since g++ 12 at -O3 warns falsely (-Wrestrict)
+// on "n" + std::to_string(i).
+inline std::string name_of(std::size_t i) {
+    std::string s = "n";
+    s += std::to_string(i);
+    return s;
+}
+
 inline std::string bytes_of(std::size_t n, char seed) {
     std::string s(n, '\0');
     for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i * 7);

@@ -142,9 +142,9 @@ namespace {
 std::vector<std::future<core::FetchResult>> start_in_order(Rig& rig, int count, int slots) {
     std::vector<std::future<core::FetchResult>> waiters;
     for (int i = 0; i < count; ++i) {
-        rig.client.script("n" + std::to_string(i), {FakeReply::ok("x")});
+        rig.client.script(test::name_of(static_cast<std::size_t>(i)), {FakeReply::ok("x")});
         waiters.push_back(
-            std::async(std::launch::async, [&rig, i] { return rig.get("n" + std::to_string(i)); }));
+            std::async(std::launch::async, [&rig, i] { return rig.get(test::name_of(static_cast<std::size_t>(i))); }));
         if (i < slots) {
             REQUIRE(rig.client.wait_blocked(i + 1));
         } else {

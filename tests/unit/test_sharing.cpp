@@ -507,8 +507,8 @@ TEST_CASE("inodes that readdir made and nobody looked up are bounded", "[core][f
     FsRig f;
     const auto n = core::InodeTable::max_unreferenced + 100;
     for (std::size_t i = 0; i < n; ++i) {
-        f.rig.client.script("n" + std::to_string(i), {FakeReply::ok("x")});
-        REQUIRE(f.rig.get("n" + std::to_string(i)).error == 0);
+        f.rig.client.script(test::name_of(i), {FakeReply::ok("x")});
+        REQUIRE(f.rig.get(test::name_of(i)).error == 0);
     }
     int error = -1;
     auto entries = f.fs.readdir(core::root_ino, error);

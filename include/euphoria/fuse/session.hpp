@@ -27,6 +27,9 @@ struct SessionOptions {
     // can (Linux 6.9+, CAP_SYS_ADMIN). Off: every read goes through the daemon.
     bool passthrough = true;
     std::string backing_dir;  // the disk cache folder, whose stacking depth counts
+    // Runs last in the constructor, with the mount made. A test seam: nothing real
+    // fails there, yet the cleanup that a throw from that point needs must be tested.
+    std::function<void()> after_mount;
 };
 
 class Session {
