@@ -26,149 +26,249 @@ bool ByteBudget::try_reserve(std::uint64_t bytes) {
 
 void ByteBudget::release(std::uint64_t bytes) noexcept { used_.fetch_sub(bytes); }
 
-namespace {
+// Where a content's bytes live: memory until they outgrow it, then a cache file.
+// Holds their reservations in the tiers' budgets until the content goes.
+struct Content::Storage {
+    std::vector<std::byte> memory;
+    UniqueFd fd;
+    std::string path;  // empty once unlinked
+    std::uint64_t memory_reserved = 0;
+    std::uint64_t disk_reserved = 0;
+    std::shared_ptr<ByteBudget> memory_budget;
+    std::shared_ptr<ByteBudget> disk_budget;
 
-class MemoryContent final : public Content {
-public:
-    MemoryContent(std::vector<std::byte> bytes, std::uint64_t reserved,
-                  std::shared_ptr<ByteBudget> budget)
-        : Content(bytes.size()), bytes_(std::move(bytes)), reserved_(reserved),
-          budget_(std::move(budget)) {}
-    ~MemoryContent() override { budget_->release(reserved_); }
-    MemoryContent(const MemoryContent&) = delete;
-    MemoryContent& operator=(const MemoryContent&) = delete;
-    bool on_disk() const noexcept override { return false; }
-    const std::byte* data() const noexcept override { return bytes_.data(); }
-    long read(void* buf, std::size_t size, std::uint64_t offset) const override {
-        if (offset >= bytes_.size()) return 0;
-        const auto n = std::min<std::uint64_t>(size, bytes_.size() - offset);
-        std::memcpy(buf, bytes_.data() + offset, n);
+    void release() noexcept {
+        if (!path.empty()) {
+            ::unlink(path.c_str());
+            path.clear();
+        }
+        fd.reset();
+        memory.clear();
+        memory.shrink_to_fit();
+        if (memory_reserved) memory_budget->release(memory_reserved);
+        if (disk_reserved) disk_budget->release(disk_reserved);
+        memory_reserved = disk_reserved = 0;
+    }
+    ~Storage() { release(); }
+};
+
+Content::~Content() = default;
+
+std::uint64_t Content::arrived() const {
+    std::lock_guard lock(mutex_);
+    return arrived_;
+}
+
+int Content::error() const {
+    std::lock_guard lock(mutex_);
+    return error_;
+}
+
+bool Content::on_disk() const noexcept { return on_disk_.load(std::memory_order_acquire); }
+
+const std::byte* Content::data() const noexcept { return complete() ? data_ : nullptr; }
+
+int Content::fd() const noexcept { return complete() ? fd_ : -1; }
+
+long Content::read(void* buf, std::size_t size, std::uint64_t offset) const {
+    std::lock_guard lock(mutex_);
+    if (error_) return -error_;
+    if (offset >= arrived_) return 0;
+    const auto n = std::min<std::uint64_t>(size, arrived_ - offset);
+    if (!storage_->fd) {
+        std::memcpy(buf, storage_->memory.data() + offset, n);
         return static_cast<long>(n);
     }
-
-private:
-    std::vector<std::byte> bytes_;
-    std::uint64_t reserved_;
-    std::shared_ptr<ByteBudget> budget_;
-};
-
-class DiskContent final : public Content {
-public:
-    DiskContent(UniqueFd fd, std::string path, std::uint64_t size, std::uint64_t reserved,
-                std::shared_ptr<ByteBudget> budget)
-        : Content(size), fd_(std::move(fd)), path_(std::move(path)), reserved_(reserved),
-          budget_(std::move(budget)) {}
-    ~DiskContent() override {
-        unlink();
-        fd_.reset();
-        budget_->release(reserved_);
+    std::uint64_t done = 0;
+    while (done < n) {
+        const auto got = ::pread(storage_->fd.get(), static_cast<char*>(buf) + done, n - done,
+                                 static_cast<off_t>(offset + done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) return -errno;
+        if (got == 0) return -EIO;  // the file lost bytes that arrived
+        done += static_cast<std::uint64_t>(got);
     }
-    bool on_disk() const noexcept override { return true; }
-    int fd() const noexcept override { return fd_.get(); }
-    long read(void* buf, std::size_t size, std::uint64_t offset) const override {
-        auto n = ::pread(fd_.get(), buf, size, static_cast<off_t>(offset));
-        return n < 0 ? -errno : n;
-    }
-    void unlink() noexcept override {
+    return static_cast<long>(n);
+}
+
+Content::ReadyId Content::when_ready(std::uint64_t end, Ready ready) const {
+    int error = 0;
+    {
         std::lock_guard lock(mutex_);
-        if (!path_.empty()) {
-            ::unlink(path_.c_str());
-            path_.clear();
+        error = error_;
+        const bool there = complete() || (end != whole && arrived_ >= std::min(end, size()));
+        if (!error && !there) {
+            const ReadyId id = next_ready_++;
+            readers_.emplace(end, std::make_pair(id, std::move(ready)));
+            return id;
         }
     }
+    ready(error);
+    return 0;
+}
 
-private:
-    UniqueFd fd_;
-    // Guards path_: eviction and destruction may race on different threads. Leaf lock.
-    std::mutex mutex_;
-    std::string path_;
-    std::uint64_t reserved_;
-    std::shared_ptr<ByteBudget> budget_;
-};
+bool Content::cancel_ready(ReadyId id) const {
+    Ready dropped;  // destroyed outside mutex_
+    std::lock_guard lock(mutex_);
+    for (auto it = readers_.begin(); it != readers_.end(); ++it) {
+        if (it->second.first == id) {
+            dropped = std::move(it->second.second);
+            readers_.erase(it);
+            return true;
+        }
+    }
+    return false;
+}
+
+void Content::unlink() noexcept {
+    std::lock_guard lock(mutex_);
+    if (storage_ && !storage_->path.empty()) {
+        ::unlink(storage_->path.c_str());
+        storage_->path.clear();
+    }
+}
+
+void Content::wake(int error) noexcept {
+    auto due = take_due(error);
+    for (auto& ready : due) ready(error);
+}
+
+std::vector<Content::Ready> Content::take_due(int error) noexcept {
+    std::vector<Ready> due;
+    {
+        std::lock_guard lock(mutex_);
+        const bool all = error || complete();
+        const auto limit = std::min(arrived_, size());
+        auto it = readers_.begin();
+        try {
+            // readers_ is ordered by end, and `whole` sorts last.
+            while (it != readers_.end() &&
+                   (all || (it->first != whole && std::min(it->first, size()) <= limit))) {
+                due.push_back(std::move(it->second.second));
+                it = readers_.erase(it);
+            }
+        } catch (...) {
+            // Out of memory for the list: those left are woken by the next write.
+        }
+    }
+    return due;
+}
+
+namespace {
 
 // Grow the reservation in steps, so the budget is not asked on every 64 KiB block.
 constexpr std::uint64_t reserve_step = 4 << 20;
+// The smallest WAV: a RIFF header, a fmt chunk and a data chunk header.
+constexpr std::uint64_t smallest_wav = 44;
 
 }  // namespace
 
-ContentBuilder::ContentBuilder(BuilderLimits limits, Reserve reserve_memory, Reserve reserve_disk)
-    : limits_(std::move(limits)), reserve_memory_(std::move(reserve_memory)),
-      reserve_disk_(std::move(reserve_disk)) {}
-
-ContentBuilder::~ContentBuilder() { discard(); }
-
-void ContentBuilder::discard() noexcept {
-    if (fd_) {
-        fd_.reset();
-        ::unlink(path_.c_str());
-        path_.clear();
-    }
-    if (reserved_) {
-        limits_.disk_budget->release(reserved_);
-        reserved_ = 0;
-    }
-    memory_.clear();
-    memory_.shrink_to_fit();
-    release_memory();
-    written_ = 0;
-    riff_total_.reset();
-    complete_ = false;
+std::uint64_t ContentBuilder::plausible_max(const BuilderLimits& limits) {
+    const auto disk = limits.disk_budget ? limits.disk_budget->cap() : 0;
+    return std::max(limits.memory_max, disk);
 }
 
-void ContentBuilder::reset() { discard(); }
+ContentBuilder::ContentBuilder(BuilderLimits limits, Reserve reserve_memory, Reserve reserve_disk,
+                               Published published)
+    : limits_(std::move(limits)), reserve_memory_(std::move(reserve_memory)),
+      reserve_disk_(std::move(reserve_disk)), on_published_(std::move(published)),
+      content_(std::make_shared<Content>()) {
+    content_->storage_ = std::make_unique<Content::Storage>();
+    content_->storage_->memory_budget = limits_.memory_budget;
+    content_->storage_->disk_budget = limits_.disk_budget;
+}
+
+ContentBuilder::~ContentBuilder() {
+    if (taken_) {
+        finish();
+    } else {
+        fail();
+    }
+}
+
+void ContentBuilder::fail(int error) noexcept {
+    if (taken_) return;
+    taken_ = true;
+    {
+        std::lock_guard lock(content_->mutex_);
+        content_->error_ = error;
+        content_->storage_->release();
+        memory_reserved_ = reserved_ = 0;
+    }
+    content_->wake(error);
+}
+
+void ContentBuilder::reset() {
+    // The bytes that arrived stay: the retry is checked against them.
+    written_ = 0;
+    complete_ = false;
+}
 
 bool ContentBuilder::reserve_memory(std::uint64_t end) {
     if (end <= memory_reserved_) return true;
     if (!reserve_memory_(end - memory_reserved_)) return false;
     memory_reserved_ = end;
+    content_->storage_->memory_reserved = memory_reserved_;
     return true;
 }
 
-void ContentBuilder::release_memory() noexcept {
-    if (memory_reserved_) {
-        limits_.memory_budget->release(memory_reserved_);
-        memory_reserved_ = 0;
-    }
-}
+// Lock order: the builder takes the content's mutex only around what readers see
+// change (the memory vector, the descriptor, arrived_), and never while it asks for
+// budget: that may evict, under ContentCache's mutex, which itself may take a cached
+// content's mutex. Only the writing thread changes the storage, so it reads its own
+// fields without the lock.
 
 void ContentBuilder::spill_to_disk() {
+    auto& st = *content_->storage_;
     // mkostemp picks a fresh 0600 name: recording names are personal data and stay
     // out of paths.
     std::string pattern = limits_.cache_dir + "/" + std::string(cache_file_prefix) + "XXXXXX";
-    fd_.reset(::mkostemp(pattern.data(), O_CLOEXEC));
-    if (!fd_) {
+    UniqueFd fd(::mkostemp(pattern.data(), O_CLOEXEC));
+    if (!fd) {
         const int err = errno;
         throw ApiError(err, ErrorKind::local,
                        std::string("cannot create a cache file: ") + api::describe_errno(err));
     }
-    path_ = std::move(pattern);
+    if (!st.memory.empty()) {
+        reserve_disk_to(st.memory.size());
+        write_fd(fd.get(), st.memory.data(), st.memory.size(), 0);
+    }
     std::vector<std::byte> held;
-    held.swap(memory_);
-    if (!held.empty()) write_file(held.data(), held.size(), 0);
-    held = {};
-    release_memory();
+    {
+        std::lock_guard lock(content_->mutex_);
+        st.fd = std::move(fd);
+        st.path = std::move(pattern);
+        held.swap(st.memory);
+        content_->on_disk_.store(true, std::memory_order_release);
+        if (memory_reserved_) limits_.memory_budget->release(memory_reserved_);
+        memory_reserved_ = 0;
+        st.memory_reserved = 0;
+    }
 }
 
-void ContentBuilder::write_file(const std::byte* data, std::size_t size, std::uint64_t offset) {
-    const std::uint64_t end = offset + size;
-    if (end > reserved_) {
-        // Reserve a step ahead so the budget is not asked for every block. Never by
-        // the RIFF size: a header may claim 4 GiB, and the bytes may never come.
-        const auto cap = limits_.disk_budget->cap();
-        const std::uint64_t ahead = reserved_ + std::max<std::uint64_t>(1, std::min(reserve_step, cap / 16));
-        std::uint64_t target = std::max(end, std::min(ahead, cap));
-        // Only bytes that arrived may evict others; the step ahead takes free room.
-        if (!limits_.disk_budget->try_reserve(target - reserved_)) {
-            target = end;
-            if (!reserve_disk_(target - reserved_)) {
-                throw ApiError(ENOSPC, ErrorKind::local, "the cache is full (cache_size)");
-            }
+void ContentBuilder::reserve_disk_to(std::uint64_t end) {
+    if (end <= reserved_) return;
+    // Reserve a step ahead so the budget is not asked for every block. Never by
+    // the RIFF size: a header may claim 4 GiB, and the bytes may never come.
+    const auto cap = limits_.disk_budget->cap();
+    const std::uint64_t ahead = reserved_ + std::max<std::uint64_t>(1, std::min(reserve_step, cap / 16));
+    std::uint64_t target = std::max(end, std::min(ahead, cap));
+    // Only bytes that arrived may evict others; the step ahead takes free room.
+    if (!limits_.disk_budget->try_reserve(target - reserved_)) {
+        target = end;
+        if (!reserve_disk_(target - reserved_)) {
+            throw ApiError(ENOSPC, ErrorKind::local, "the cache is full (cache_size)");
         }
-        reserved_ = target;
     }
+    reserved_ = target;
+    std::lock_guard lock(content_->mutex_);
+    content_->storage_->disk_reserved = reserved_;
+}
+
+void ContentBuilder::write_fd(int fd, const std::byte* data, std::size_t size, std::uint64_t offset) {
     std::uint64_t done = 0;
     while (done < size) {
-        auto n = ::pwrite(fd_.get(), data + done, size - done, static_cast<off_t>(offset + done));
+        auto n = ::pwrite(fd, data + done, size - done, static_cast<off_t>(offset + done));
         if (n < 0) {
             if (errno == EINTR) continue;
             const int err = errno;
@@ -179,66 +279,141 @@ void ContentBuilder::write_file(const std::byte* data, std::size_t size, std::ui
     }
 }
 
+bool ContentBuilder::learn_size(std::span<const std::byte> bytes) {
+    // The total size from the RIFF header ("RIFF" + little-endian size - 8).
+    const auto take = std::min<std::size_t>(8 - written_, bytes.size());
+    std::memcpy(header_ + written_, bytes.data(), take);
+    if (written_ + take != 8 || std::memcmp(header_, "RIFF", 4) != 0) return false;
+    std::uint32_t riff = 0;
+    for (int i = 7; i >= 4; --i) riff = (riff << 8) | std::to_integer<std::uint32_t>(header_[i]);
+    riff_total_ = std::uint64_t(riff) + 8;
+    auto& st = *content_->storage_;
+    if (!st.fd && *riff_total_ > limits_.memory_max) {
+        spill_to_disk();
+    } else if (!st.fd && reserve_memory(*riff_total_)) {
+        // Counted before it is allocated: the header is small enough to trust.
+        std::lock_guard lock(content_->mutex_);
+        st.memory.reserve(*riff_total_);
+    }
+    const bool plausible = riff != 0xFFFFFFFFu && *riff_total_ >= smallest_wav &&
+                           *riff_total_ <= plausible_max(limits_);
+    if (!plausible || !on_published_) return false;
+    content_->size_.store(*riff_total_, std::memory_order_release);
+    published_ = true;
+    return true;
+}
+
+std::size_t ContentBuilder::verify(std::span<const std::byte> bytes) {
+    const auto have = content_->arrived_;  // only this thread changes it
+    if (written_ >= have) return 0;
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(bytes.size(), have - written_));
+    const auto& st = *content_->storage_;
+    bool same = false;
+    if (!st.fd) {
+        same = std::memcmp(st.memory.data() + written_, bytes.data(), n) == 0;
+    } else {
+        std::vector<std::byte> old(n);
+        std::size_t done = 0;
+        while (done < n) {
+            const auto got = ::pread(st.fd.get(), old.data() + done, n - done,
+                                     static_cast<off_t>(written_ + done));
+            if (got < 0 && errno == EINTR) continue;
+            if (got <= 0) break;
+            done += static_cast<std::size_t>(got);
+        }
+        same = done == n && std::memcmp(old.data(), bytes.data(), n) == 0;
+    }
+    if (!same) {
+        throw ApiError(EIO, ErrorKind::local,
+                       "a retried download differs from the bytes that already arrived");
+    }
+    return n;
+}
+
 void ContentBuilder::write(std::span<const std::byte> bytes) {
     if (bytes.empty()) return;
-    // Learn the total size from the RIFF header ("RIFF" + little-endian size - 8).
-    if (written_ < 8) {
-        const auto take = std::min<std::size_t>(8 - written_, bytes.size());
-        std::memcpy(header_ + written_, bytes.data(), take);
-        if (written_ + take == 8 && std::memcmp(header_, "RIFF", 4) == 0) {
-            std::uint32_t riff = 0;
-            for (int i = 7; i >= 4; --i) riff = (riff << 8) | std::to_integer<std::uint32_t>(header_[i]);
-            riff_total_ = std::uint64_t(riff) + 8;
-            if (!fd_ && *riff_total_ > limits_.memory_max) {
-                spill_to_disk();
-            } else if (!fd_ && reserve_memory(*riff_total_)) {
-                // Counted before it is allocated: the header is small enough to trust.
-                memory_.reserve(*riff_total_);
-            }
+    if (taken_) throw ApiError(EIO, ErrorKind::local, "the download already ended");
+    const bool publish = written_ < 8 && !riff_total_ && learn_size(bytes);
+    // A retry first repeats what arrived: check it, then go on past it.
+    const auto checked = verify(bytes);
+    written_ += checked;
+    bytes = bytes.subspan(checked);
+    if (!bytes.empty()) {
+        auto& st = *content_->storage_;
+        if (!st.fd && (written_ + bytes.size() > limits_.memory_max ||
+                       !reserve_memory(written_ + bytes.size()))) {
+            spill_to_disk();
         }
+        if (st.fd) {
+            // Past arrived_: no reader looks there yet.
+            reserve_disk_to(written_ + bytes.size());
+            write_fd(st.fd.get(), bytes.data(), bytes.size(), written_);
+        }
+        std::lock_guard lock(content_->mutex_);
+        if (!st.fd) {
+            // May move the vector: readers copy from it under the same lock.
+            st.memory.insert(st.memory.end(), bytes.begin(), bytes.end());
+        }
+        written_ += bytes.size();
+        content_->arrived_ = written_;
     }
-    if (!fd_ && (written_ + bytes.size() > limits_.memory_max ||
-                    !reserve_memory(written_ + bytes.size()))) {
-        spill_to_disk();
-    }
-    if (fd_) {
-        write_file(bytes.data(), bytes.size(), written_);
-    } else {
-        memory_.insert(memory_.end(), bytes.begin(), bytes.end());
-    }
-    written_ += bytes.size();
+    if (publish) on_published_(content_);
+    content_->wake(0);
 }
 
 void ContentBuilder::complete() { complete_ = true; }
 
 std::shared_ptr<const Content> ContentBuilder::take() {
     if (!complete_) throw ApiError(EIO, ErrorKind::local, "download did not complete");
-    complete_ = false;
-    if (!fd_) {
-        memory_.shrink_to_fit();
-        // Give back what the RIFF size over-reserved; the content holds the rest.
-        if (memory_reserved_ > written_) {
-            limits_.memory_budget->release(memory_reserved_ - written_);
-            memory_reserved_ = written_;
+    if (written_ < content_->arrived_) {
+        throw ApiError(EIO, ErrorKind::local, "a retried download ended before the bytes that already arrived");
+    }
+    if (published_ && written_ < content_->size()) {
+        throw ApiError(EIO, ErrorKind::local,
+                       "the recording ended at " + std::to_string(written_) +
+                           " bytes, short of the " + std::to_string(content_->size()) +
+                           " its header announced");
+    }
+    {
+        std::lock_guard lock(content_->mutex_);
+        auto& st = *content_->storage_;
+        if (!st.fd) {
+            st.memory.shrink_to_fit();
+            // Give back what the RIFF size over-reserved; the content holds the rest.
+            if (memory_reserved_ > written_) {
+                limits_.memory_budget->release(memory_reserved_ - written_);
+                memory_reserved_ = written_;
+                st.memory_reserved = written_;
+            }
+            content_->data_ = st.memory.data();
+        } else {
+            // Give back what the step ahead over-reserved.
+            if (reserved_ > written_) {
+                limits_.disk_budget->release(reserved_ - written_);
+                reserved_ = written_;
+                st.disk_reserved = written_;
+            }
+            content_->fd_ = st.fd.get();
         }
-        auto content = std::make_shared<MemoryContent>(std::move(memory_), memory_reserved_,
-                                                       limits_.memory_budget);
-        memory_ = {};
-        memory_reserved_ = 0;
-        written_ = 0;
-        return content;
+        content_->arrived_ = written_;
+        content_->size_.store(written_, std::memory_order_release);
     }
-    // Give back what the step ahead over-reserved.
-    if (reserved_ > written_) {
-        limits_.disk_budget->release(reserved_ - written_);
-        reserved_ = written_;
+    taken_ = true;
+    return content_;
+}
+
+void ContentBuilder::finish() noexcept {
+    if (!taken_ || finished_) return;
+    finished_ = true;
+    {
+        std::lock_guard lock(content_->mutex_);
+        content_->complete_.store(true, std::memory_order_release);
     }
-    auto content = std::make_shared<DiskContent>(std::move(fd_), std::move(path_), written_,
-                                                 reserved_, limits_.disk_budget);
-    path_.clear();
-    reserved_ = 0;
-    written_ = 0;
-    return content;
+    // Let go before the readers hear of it: a reader that needs the bytes holds its
+    // own reference, and one that closes at once must free them.
+    auto due = content_->take_due(0);
+    content_.reset();
+    for (auto& ready : due) ready(0);
 }
 
 }  // namespace euphoria::core

@@ -18,6 +18,9 @@ struct Fetcher::Job {
     std::vector<Waiter> waiters;
     Clock::time_point enqueued{};
     std::optional<Clock::time_point> orphaned_at;  // when the last waiter left
+    // Set once the size is known and readers may open the growing content: later
+    // fetches are answered with it at once. Cleared if the download fails.
+    std::optional<CachedRecording> published;
     bool running = false;
 };
 
@@ -191,9 +194,16 @@ WaitId Fetcher::fetch(const std::string& name, Completion done) {
         stats_.count_error(EAGAIN);
         return answer(failure(EAGAIN, "too many requests waiting (max_pending)"));
     }
-    const WaitId id = next_wait_++;
     auto found = jobs_.find(name);
     const bool joining = found != jobs_.end();
+    if (joining && found->second->published && !found->second->published->content->failed()) {
+        FetchResult r;
+        r.recording = *found->second->published;
+        stats_.coalesced_waits.fetch_add(1, std::memory_order_relaxed);
+        lock.unlock();
+        return answer(std::move(r));
+    }
+    const WaitId id = next_wait_++;
     JobPtr job = joining ? found->second : fresh;
     waits_.emplace(id, job);
     try {
@@ -253,7 +263,35 @@ bool Fetcher::cancel_wait(WaitId id) {
     return true;
 }
 
-FetchResult Fetcher::get(const std::string& name, api::CancelToken* cancel) {
+FetchResult Fetcher::get(const std::string& name, api::CancelToken* cancel, Until until) {
+    auto r = first_answer(name, cancel);
+    if (until == Until::answered || r.error || !r.recording.content) return r;
+    std::mutex m;
+    std::condition_variable cv;
+    std::optional<int> done;
+    api::CancelSubscription wake(cancel, [&] {
+        std::lock_guard lock(m);
+        cv.notify_all();
+    });
+    const auto& content = *r.recording.content;
+    const auto id = content.when_ready(Content::whole, [&](int error) {
+        std::lock_guard lock(m);
+        done = error;
+        cv.notify_all();
+    });
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return done || (cancel && cancel->cancelled()); });
+    if (!done) {
+        lock.unlock();
+        if (content.cancel_ready(id)) return failure(EINTR, "interrupted");
+        lock.lock();
+        cv.wait(lock, [&] { return done.has_value(); });
+    }
+    if (*done) return failure(*done, "the download failed");
+    return r;
+}
+
+FetchResult Fetcher::first_answer(const std::string& name, api::CancelToken* cancel) {
     std::mutex m;
     std::condition_variable cv;
     std::optional<FetchResult> out;
@@ -409,8 +447,9 @@ void Fetcher::work() {
         FetchResult result;
         bool admitted = false;
         Outcome outcome = Outcome::finished;
+        std::unique_ptr<ContentBuilder> finished;  // its destructor finishes the content
         try {
-            outcome = download(*job, result, admitted);
+            outcome = download(*job, result, admitted, finished);
         } catch (...) {
             result = failure(EIO, "internal error");
         }
@@ -418,7 +457,6 @@ void Fetcher::work() {
         lock.lock();
         --running_;
         job->running = false;
-        stats_.in_flight.store(running_);
         std::vector<Waiter> waiters;
         Due due;
         if (outcome == Outcome::busy) {
@@ -452,7 +490,12 @@ void Fetcher::work() {
         }
         result = {};
         waiters.clear();
+        // Last: whoever sees the content complete finds the job gone, and this
+        // thread holding none of its bytes.
+        finished.reset();
         lock.lock();
+        // Only now: a download counts as in flight until its readers see it complete.
+        stats_.in_flight.store(running_);
     }
 }
 
@@ -492,13 +535,21 @@ private:
 
 }  // namespace
 
-Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted) {
+Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
+                                   std::unique_ptr<ContentBuilder>& finished) {
     admitted = false;
     const auto started = clock_.now();
     const auto wall_started = clock_.wall_now();
-    ContentBuilder builder(
+    const auto call_time = call_time_from_name(job.name);
+    const auto mtime = call_time ? std::chrono::system_clock::from_time_t(*call_time) : wall_started;
+    auto made = std::make_unique<ContentBuilder>(
         config_.builder, [this](std::uint64_t bytes) { return cache_.reserve_memory(bytes); },
-        [this](std::uint64_t bytes) { return cache_.reserve_disk(bytes); });
+        [this](std::uint64_t bytes) { return cache_.reserve_disk(bytes); },
+        [this, &job, mtime](std::shared_ptr<const Content> content) {
+            publish(job, std::move(content), mtime);
+        });
+    ContentBuilder& builder = *made;
+    std::uint64_t announced = 0;  // the size readers were told, if they were let in
     AdmissionSink sink(builder, [this] { note_admission(); });
     auto elapsed_ms = [&] { return std::to_string(millis(clock_.now() - started)) + " ms"; };
     try {
@@ -521,17 +572,30 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted) {
                                 std::to_string(delay.count()) + " ms");
             });
         FetchResult r;
+        announced = builder.announced();
         r.recording.content = builder.take();
         // The API's rule is about data once returned: the TTL starts now, not when
         // the call did, so a slow download is never stale on arrival.
         const auto arrived = clock_.now();
         r.recording.expires_at = arrived + config_.ttl;
-        const auto call_time = call_time_from_name(job.name);
-        r.recording.mtime =
-            call_time ? std::chrono::system_clock::from_time_t(*call_time) : wall_started;
+        r.recording.mtime = mtime;
         const auto size = r.recording.content->size();
         stats_.bytes_fetched.fetch_add(size, std::memory_order_relaxed);
         cache_.insert(job.name, r.recording, arrived);
+        {
+            // From now on the cache answers for the name, not the growing content.
+            std::lock_guard lock(mutex_);
+            job.published.reset();
+        }
+        // Readers see it complete once the job is done with (work()).
+        finished = std::move(made);
+        if (announced && size != announced) {
+            // Only longer: a shorter one failed in take(). The kernel must learn it.
+            logger_.log(LogLevel::warning, "fetched " + job.name + ": " + std::to_string(size) +
+                                               " bytes, not the " + std::to_string(announced) +
+                                               " its header announced");
+            if (resized_) resized_(job.name, announced, r.recording);
+        }
         logger_.log(LogLevel::info, "fetched " + job.name + ": " + std::to_string(size) +
                                         " bytes in " + elapsed_ms() + ", ok" +
                                         (r.recording.content->on_disk() ? " (disk)" : ""));
@@ -539,6 +603,7 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted) {
         admitted = !sink.reported();
         return Outcome::finished;
     } catch (const TenantFull&) {
+        unpublish(job, builder, EIO);
         logger_.log(LogLevel::info, "call for " + job.name + ": the tenant is full (" +
                                         "Concurrent API Calls Exceeded); waiting");
         return Outcome::busy;
@@ -547,6 +612,9 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted) {
         // A fault of ours (the cache folder, the disk) is no answer about the
         // recording: never ENOENT or EACCES, never cached. A full cache keeps ENOSPC.
         if (e.kind() == api::ErrorKind::local && err != ENOSPC) err = EIO;
+        // Readers of what arrived: EIO, as for any recording cut short, but a full
+        // cache says so.
+        unpublish(job, builder, err == ENOSPC ? ENOSPC : EIO);
         auto r = failure(err, e.what());
         if (e.kind() == api::ErrorKind::not_found) {
             r.negative = true;
@@ -562,10 +630,38 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted) {
         out = std::move(r);
         return Outcome::finished;
     } catch (const std::exception& e) {
+        unpublish(job, builder, EIO);
         logger_.log(LogLevel::error, "fetch of " + job.name + " failed: " + e.what());
         out = failure(EIO, e.what());
         return Outcome::finished;
     }
+}
+
+void Fetcher::publish(Job& job, std::shared_ptr<const Content> content,
+                      std::chrono::system_clock::time_point mtime) noexcept {
+    std::vector<Waiter> waiters;
+    FetchResult r;
+    try {
+        r.recording.content = std::move(content);
+        // Provisional: the entry's TTL counts from the end of the download.
+        r.recording.expires_at = clock_.now() + config_.ttl;
+        r.recording.mtime = mtime;
+        std::lock_guard lock(mutex_);
+        job.published = r.recording;
+        waiters.swap(job.waiters);
+        for (const auto& w : waiters) waits_.erase(w.id);
+        stats_.pending.store(waits_.size());
+    } catch (...) {
+        return;  // out of memory: the waiters are answered at the end, as before
+    }
+    stats_.early_replies.fetch_add(1, std::memory_order_relaxed);
+    for (auto& w : waiters) w.done(r);
+}
+
+void Fetcher::unpublish(Job& job, ContentBuilder& builder, int error) noexcept {
+    builder.fail(error);
+    std::lock_guard lock(mutex_);
+    job.published.reset();
 }
 
 }  // namespace euphoria::core

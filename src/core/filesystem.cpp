@@ -31,7 +31,14 @@ constexpr auto open_error = failed<OpenAnswer>;
 Filesystem::Filesystem(Fetcher& fetcher, ContentCache& cache, Stats& stats, Clock& clock,
                        Ownership owner)
     : fetcher_(fetcher), cache_(cache), stats_(stats), clock_(clock), owner_(owner),
-      mounted_at_(clock.wall_now()) {}
+      mounted_at_(clock.wall_now()) {
+    fetcher_.on_resized([this](const std::string& name, std::uint64_t announced, const CachedRecording& real) {
+        const Ino ino = inodes_.resize(name, announced, real.mtime, real.content->size());
+        if (ino == 0 || !invalidate_) return;
+        // On the timekeeping thread: the kernel may take page locks for this.
+        fetcher_.schedule(clock_.now(), [this, ino] { invalidate_(ino); });
+    });
+}
 
 double Filesystem::seconds_left(Clock::time_point until) {
     const auto left = until - clock_.now();
@@ -69,7 +76,10 @@ WaitId Filesystem::lookup(Ino parent, const std::string& name, pid_t pid, EntryR
         reply(entry_error(ENOENT));
         return 0;
     }
-    if (auto recent = inodes_.recent_for(name, pid, clock_.now())) {
+    auto recent = inodes_.recent_for(name, pid, clock_.now());
+    // A download that failed is never served again: fetch afresh.
+    if (recent && recent->content->failed()) recent.reset();
+    if (recent) {
         // Not pinned again: the window counts from the lookup that fetched.
         FetchResult r;
         r.recording = std::move(*recent);
@@ -78,12 +88,16 @@ WaitId Filesystem::lookup(Ino parent, const std::string& name, pid_t pid, EntryR
     }
     return fetcher_.fetch(name, [this, name, pid, reply = std::move(reply)](const FetchResult& r) {
         const bool kept = r.error == 0 && r.recording.expires_at > clock_.now();
-        answer_lookup(name, r, pid, kept ? InodeTable::Pin::weak : InodeTable::Pin::strong, reply);
+        // A download still running is pinned strongly too, so that an open after it
+        // failed learns so (EIO) instead of fetching a new version under this inode.
+        const bool growing = r.error == 0 && !r.negative && !r.recording.content->complete();
+        answer_lookup(name, r, pid, kept && !growing ? InodeTable::Pin::weak : InodeTable::Pin::strong,
+                      reply, kept && growing);
     });
 }
 
 void Filesystem::answer_lookup(const std::string& name, const FetchResult& r, pid_t pid,
-                               InodeTable::Pin pin, const EntryReply& reply) {
+                               InodeTable::Pin pin, const EntryReply& reply, bool weaken_when_whole) {
     EntryAnswer a;
     try {
         if (r.negative) {
@@ -94,6 +108,14 @@ void Filesystem::answer_lookup(const std::string& name, const FetchResult& r, pi
         } else {
             const auto now = clock_.now();
             a.ino = inodes_.acquire(name, r.recording, true, now, pin, pid);
+            if (weaken_when_whole) {
+                // Once whole, the cache keeps it: the pin must not keep it past that.
+                const Ino ino = a.ino;
+                const Content* content = r.recording.content.get();
+                r.recording.content->when_ready(Content::whole, [this, ino, content](int error) {
+                    if (error == 0) inodes_.weaken_pin(ino, content);
+                });
+            }
             if (pin == InodeTable::Pin::strong) {
                 // Nothing else holds these bytes: let go on time, idle mount or not.
                 fetcher_.schedule(now + InodeTable::open_window,
@@ -144,7 +166,14 @@ WaitId Filesystem::open(Ino ino, int flags, OpenReply reply) {
     }
     // The open that follows a lookup gets what that lookup answered, even when the
     // cache did not keep it (cache_ttl=0).
-    if (auto recent = inodes_.recent(ino, clock_.now())) {
+    auto recent = inodes_.recent(ino, clock_.now());
+    if (recent && recent->content->failed()) {
+        // The download that this inode's lookup let readers into failed: the open
+        // fails as the read would. A later lookup fetches again, as a new version.
+        reply(open_error(recent->content->error()));
+        return 0;
+    }
+    if (recent) {
         serve_open(ino, std::move(*recent), reply);
         return 0;
     }
@@ -157,6 +186,10 @@ WaitId Filesystem::open(Ino ino, int flags, OpenReply reply) {
 void Filesystem::answer_open(Ino ino, const InodeInfo& info, FetchResult r, const OpenReply& reply) {
     if (r.error) {
         reply(open_error(r.error));
+        return;
+    }
+    if (const int err = r.recording.content->error()) {
+        reply(open_error(err));
         return;
     }
     if (r.recording.content->size() != info.size || r.recording.mtime != info.mtime) {
@@ -177,6 +210,55 @@ void Filesystem::serve_open(Ino ino, CachedRecording recording, const OpenReply&
         a = open_error(EIO);
     }
     reply(std::move(a));
+}
+
+WaitId Filesystem::wait_readable(const std::shared_ptr<const Content>& content, std::uint64_t end,
+                                 Content::Ready ready) {
+    if (content->complete() || content->arrived() >= std::min(end, content->size())) {
+        ready(content->error());
+        return 0;
+    }
+    stats_.waiting_reads.fetch_add(1, std::memory_order_relaxed);
+    WaitId id = 0;
+    {
+        std::lock_guard lock(reads_mutex_);
+        id = read_wait_bit | next_read_++;
+        reads_.emplace(id, ReadWait{content, 0});
+    }
+    auto forget = [this, id] {
+        std::lock_guard lock(reads_mutex_);
+        return reads_.erase(id) > 0;
+    };
+    Content::ReadyId rid = 0;
+    try {
+        rid = content->when_ready(end, [forget, ready = std::move(ready)](int error) {
+            forget();
+            ready(error);
+        });
+    } catch (...) {
+        forget();
+        throw;
+    }
+    if (rid == 0) return 0;  // answered already
+    std::lock_guard lock(reads_mutex_);
+    const auto it = reads_.find(id);
+    if (it == reads_.end()) return 0;  // answered meanwhile
+    it->second.ready = rid;
+    return id;
+}
+
+bool Filesystem::cancel(WaitId id) {
+    if ((id & read_wait_bit) == 0) return fetcher_.cancel_wait(id);
+    ReadWait wait;
+    {
+        std::lock_guard lock(reads_mutex_);
+        const auto it = reads_.find(id);
+        if (it == reads_.end() || it->second.ready == 0) return false;
+        wait = it->second;
+        reads_.erase(it);
+    }
+    const auto content = wait.content.lock();
+    return content && content->cancel_ready(wait.ready);
 }
 
 std::vector<DirEntry> Filesystem::readdir(Ino ino, int& error) {

@@ -145,4 +145,24 @@ std::size_t InodeTable::size() const {
     return nodes_.size();
 }
 
+void InodeTable::weaken_pin(Ino ino, const Content* content) {
+    std::shared_ptr<const Content> dropped;  // freed outside mutex_
+    std::lock_guard lock(mutex_);
+    const auto it = nodes_.find(ino);
+    if (it != nodes_.end() && it->second.recent_strong.get() == content) {
+        dropped = std::move(it->second.recent_strong);
+    }
+}
+
+Ino InodeTable::resize(const std::string& name, std::uint64_t announced,
+                       std::chrono::system_clock::time_point mtime, std::uint64_t real) {
+    std::lock_guard lock(mutex_);
+    const auto it = by_name_.find(name);
+    if (it == by_name_.end()) return 0;
+    auto& info = nodes_.at(it->second).info;
+    if (info.size != announced || info.mtime != mtime) return 0;
+    info.size = real;
+    return it->second;
+}
+
 }  // namespace euphoria::core

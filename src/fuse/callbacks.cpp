@@ -294,18 +294,62 @@ void on_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     });
 }
 
+// Replies with bytes [off, off + n) of a content that has them, copied out: it may
+// still be growing, and move to disk meanwhile. Never a short read that looks like
+// the end of the file.
+void reply_copied(fuse_req_t req, const core::Content& content, std::uint64_t off, std::size_t n) {
+    std::vector<char> buf(n);
+    const long got = content.read(buf.data(), n, off);
+    if (got < 0) {
+        fuse_reply_err(req, static_cast<int>(-got));
+    } else if (static_cast<std::size_t>(got) != n) {
+        fuse_reply_err(req, EIO);
+    } else {
+        fuse_reply_buf(req, buf.data(), n);
+    }
+}
+
+// A read of a recording still arriving: answered once its own range is there, from
+// the thread that wrote it; an interrupt answers EINTR at once.
+void read_growing(fuse_req_t req, const std::shared_ptr<const core::Content>& content,
+                  std::uint64_t off, std::size_t n) {
+    start_pending(req, [&](const std::shared_ptr<PendingReply>& pending) {
+        return fs_of(req).wait_readable(content, off + n, [pending, content, off, n](int error) {
+            if (!pending->take()) return;
+            try {
+                if (error) {
+                    fuse_reply_err(pending->req(), error);
+                } else {
+                    reply_copied(pending->req(), *content, off, n);
+                }
+            } catch (...) {
+                fuse_reply_err(pending->req(), ENOMEM);
+            }
+        });
+    });
+}
+
 void on_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] {
         glue_of(req).stats.read_requests.fetch_add(1, std::memory_order_relaxed);
-        const auto& content = *handle_of<OpenFile>(fi).recording.content;
+        const auto& held = handle_of<OpenFile>(fi).recording.content;
+        const auto& content = *held;
         const auto total = content.size();
         if (off < 0 || static_cast<std::uint64_t>(off) >= total) {
             fuse_reply_buf(req, nullptr, 0);
             return;
         }
         const auto n = std::min<std::uint64_t>(size, total - static_cast<std::uint64_t>(off));
+        if (!content.complete()) {
+            read_growing(req, held, static_cast<std::uint64_t>(off), n);
+            return;
+        }
         if (const auto* bytes = content.data()) {
             fuse_reply_buf(req, reinterpret_cast<const char*>(bytes) + off, n);
+            return;
+        }
+        if (content.fd() < 0) {  // failed, or nothing in memory to point at
+            reply_copied(req, content, static_cast<std::uint64_t>(off), n);
             return;
         }
         // The disk tier: libfuse splices from the cache file when it can.

@@ -238,7 +238,11 @@ def users_of(path):
         links = []
         try:
             links = [os.readlink("/proc/%s/cwd" % pid)]
-            links += [os.readlink("/proc/%s/fd/%s" % (pid, fd)) for fd in os.listdir("/proc/%s/fd" % pid)]
+            for fd in os.listdir("/proc/%s/fd" % pid):
+                try:
+                    links.append(os.readlink("/proc/%s/fd/%s" % (pid, fd)))
+                except OSError:
+                    pass  # closed meanwhile, such as listdir's own
             with open("/proc/%s/maps" % pid) as f:
                 links += [line.split(None, 5)[-1].strip() for line in f]
             with open("/proc/%s/comm" % pid) as f:

@@ -186,6 +186,12 @@ class ReliabilityTest(harness.E2ETestCase):
         faults = ["http:503", "error:Sip Server not found", "truncate:500", "corrupt", "reset",
                   "error:Concurrent API Calls Exceeded", "html"]
         counts = {"reads": 0, "misses": 0, "faults": 0, "wrong": 0}
+        wrongs = []
+
+        def describe(name, got):
+            if isinstance(got, int):
+                return "%s: %s" % (name, errno.errorcode.get(got, got))
+            return "%s: %d bytes, sha256 %s" % (name, len(got), hashlib.sha256(got).hexdigest()[:12])
         lock = threading.Lock()
         deadline = time.monotonic() + SOAK_SECONDS
 
@@ -205,6 +211,8 @@ class ReliabilityTest(harness.E2ETestCase):
                         key = "reads" if hashlib.sha256(got).hexdigest() == digests[n] else "wrong"
                 with lock:
                     counts[key] += 1
+                    if key == "wrong":
+                        wrongs.append(describe(n if roll >= 0.15 else "missing", got))
 
         with ThreadPoolExecutor(6) as pool:
             futures = [pool.submit(worker, s) for s in range(6)]
@@ -224,7 +232,7 @@ class ReliabilityTest(harness.E2ETestCase):
         s = self.mock.stats()
         print("soak %.0f s: %s, max in flight %d, fds %d -> %d"
               % (SOAK_SECONDS, counts, s["max_in_flight"], len(fds_before), len(fds_after)))
-        self.assertEqual(counts["wrong"], 0)
+        self.assertEqual(counts["wrong"], 0, "; ".join(wrongs[:10]))
         self.assertGreater(counts["reads"], 100)
         self.assertLessEqual(s["max_in_flight"], 3)
         # libfuse keeps a splice pipe pair per worker thread, and worker threads come

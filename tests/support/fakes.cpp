@@ -96,11 +96,12 @@ void FakeClient::download(const std::string& name, api::Sink& sink, api::CancelT
         }
     }
     sink.reset();
-    if (reply.err) throw api::ApiError(reply.err, reply.kind, "scripted failure");
+    if (reply.err && !reply.cut_after) throw api::ApiError(reply.err, reply.kind, "scripted failure");
     // Several writes, so the sink's chunking is exercised.
     std::size_t off = 0;
-    while (off < reply.bytes.size()) {
-        const auto n = std::min<std::size_t>(4096, reply.bytes.size() - off);
+    const std::size_t end = reply.cut_after ? std::min(reply.cut_after, reply.bytes.size()) : reply.bytes.size();
+    while (off < end) {
+        const auto n = std::min<std::size_t>(4096, end - off);
         sink.write({reinterpret_cast<const std::byte*>(reply.bytes.data() + off), n});
         off += n;
         if (off == n) {
@@ -118,6 +119,7 @@ void FakeClient::download(const std::string& name, api::Sink& sink, api::CancelT
             if (cancel.cancelled()) throw api::ApiError(EINTR, api::ErrorKind::cancelled, "cancelled");
         }
     }
+    if (reply.cut_after) throw api::ApiError(reply.err, reply.kind, "scripted cut mid-transfer");
     sink.complete();
 }
 

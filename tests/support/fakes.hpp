@@ -41,8 +41,13 @@ struct FakeReply {
     std::string bytes;
     int err = 0;
     api::ErrorKind kind = api::ErrorKind::not_found;
+    std::size_t cut_after = 0;  // > 0: the transfer fails (err, kind) after these bytes
     static FakeReply ok(std::string b) { return {std::move(b), 0, {}}; }
     static FakeReply fail(int e, api::ErrorKind k) { return {{}, e, k}; }
+    // The first `at` bytes of `b`, then the connection drops.
+    static FakeReply cut(std::string b, std::size_t at) {
+        return {std::move(b), ECONNRESET, api::ErrorKind::network, at};
+    }
 };
 
 class FakeClient final : public api::Client {

@@ -14,7 +14,9 @@
 #include <thread>
 #include <vector>
 
+#include "euphoria/core/content.hpp"
 #include "euphoria/fuse/backing_files.hpp"
+#include "temp_dir.hpp"
 
 using namespace euphoria;
 
@@ -49,22 +51,24 @@ public:
     std::vector<std::string> lines;
 };
 
-// Bytes "in" descriptor `fd`; -1: in memory. Never read.
-class FdContent final : public core::Content {
-public:
-    explicit FdContent(int fd) : Content(1), fd_(fd) {}
-    bool on_disk() const noexcept override { return fd_ >= 0; }
-    int fd() const noexcept override { return fd_; }
-    long read(void*, std::size_t, std::uint64_t) const override { return -EIO; }
-
-private:
-    int fd_;
-};
-
-std::shared_ptr<const core::Content> content(int fd) { return std::make_shared<FdContent>(fd); }
+// A finished recording of one byte: in a cache file under `dir`, or in memory for
+// tag -1. Other tags only say "on disk": each call makes a fresh content.
+std::shared_ptr<const core::Content> make_content(const std::string& dir, int tag) {
+    core::BuilderLimits limits{dir, tag < 0 ? 1024u : 0u, std::make_shared<core::ByteBudget>(1 << 20),
+                               std::make_shared<core::ByteBudget>(1 << 20)};
+    core::ContentBuilder builder(
+        limits, [&](std::uint64_t n) { return limits.memory_budget->try_reserve(n); },
+        [&](std::uint64_t n) { return limits.disk_budget->try_reserve(n); });
+    const std::byte one{1};
+    builder.write({&one, 1});
+    builder.complete();
+    return builder.take();
+}
 
 // A BackingFiles on a fake kernel device, with what it logs and counts.
 struct BackingFixture {
+    test::TempDir dir;
+    std::shared_ptr<const core::Content> content(int tag) const { return make_content(dir.path(), tag); }
     FakeDevice device;
     CapturingLogger log;
     core::Stats stats;
@@ -74,9 +78,11 @@ struct BackingFixture {
 }  // namespace
 
 TEST_CASE_METHOD(BackingFixture, "BackingFiles: an inode's passthrough opens share one backing file") {
-    const int a = files.acquire(device, 2, content(10));
+    const auto first = content(10);
+    REQUIRE(first->fd() >= 0);
+    const int a = files.acquire(device, 2, first);
     CHECK(a == 1);
-    CHECK(device.last_fd == 10);
+    CHECK(device.last_fd == first->fd());
     // A re-fetch put the same version in a new cache file: it still gets the first.
     CHECK(files.acquire(device, 2, content(11)) == a);
     CHECK(device.opened == 1);
@@ -151,10 +157,12 @@ TEST_CASE_METHOD(BackingFixture, "BackingFiles: a kernel refusal falls back to c
 
 TEST_CASE_METHOD(BackingFixture, "BackingFiles: concurrent opens and closes of one inode never leak or double-close") {
     std::vector<std::thread> threads;
+    const auto in_memory = content(-1);
+    const auto on_disk = content(10);
     for (int t = 0; t < 8; ++t) {
         threads.emplace_back([&, t] {
             for (int i = 0; i < 2000; ++i) {
-                const int id = files.acquire(device, 7, content((t + i) % 3 == 0 ? -1 : 10));
+                const int id = files.acquire(device, 7, (t + i) % 3 == 0 ? in_memory : on_disk);
                 files.release(device, 7, id);
             }
         });

@@ -556,6 +556,8 @@ TEST_CASE("a pin never keeps a recording the cache let go of", "[core][fs][revie
     REQUIRE(o.recording.content->on_disk());
     std::weak_ptr<const core::Content> watch = o.recording.content;
     o = {};
+    // The lookup was answered once the size was known: let the download end first.
+    REQUIRE(eventually([&] { return f.rig.stats.in_flight.load() == 0; }));
     f.rig.cache->clear();  // expiry or eviction, within the open window
     // The completing thread may still be returning from the lookup's reply.
     CHECK(eventually([&] { return watch.expired(); }));

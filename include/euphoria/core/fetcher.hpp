@@ -95,8 +95,11 @@ public:
     bool cancel_wait(WaitId id);
 
     // fetch() and a wait for it; `cancel` firing gives EINTR. For tests and tools,
-    // never for a FUSE callback.
-    FetchResult get(const std::string& name, api::CancelToken* cancel);
+    // never for a FUSE callback. By default it also waits for the whole download
+    // (EIO if it fails after the answer); Until::answered returns with the first
+    // answer, which may be a content still growing.
+    enum class Until { answered, whole };
+    FetchResult get(const std::string& name, api::CancelToken* cancel, Until until = Until::whole);
 
     // Runs `task` on the Fetcher's timekeeping thread once the clock reads `when`
     // (never after shutdown()). For work that must happen on time even when the
@@ -109,6 +112,13 @@ public:
     void shutdown();
 
     const FetcherConfig& config() const noexcept { return config_; }
+
+    // Told when a download that readers were let into early ended longer than its
+    // header announced. Runs on the thread that finished it, after the cache has the
+    // real size. Set once, before the first fetch().
+    using Resized = std::function<void(const std::string& name, std::uint64_t announced,
+                                       const CachedRecording& real)>;
+    void on_resized(Resized listener) { resized_ = std::move(listener); }
 
 private:
     struct Job;
@@ -148,7 +158,15 @@ private:
     void forget_job(const JobPtr& job);  // requires mutex_
     // One job's calls, retries included. `admitted`: the API answered without any
     // audio (the call had a slot, and nothing reported it yet).
-    Outcome download(Job& job, FetchResult& result, bool& admitted);
+    // `finished`: on success, the builder whose finish() lets readers see the end.
+    Outcome download(Job& job, FetchResult& result, bool& admitted,
+                     std::unique_ptr<ContentBuilder>& finished);
+    // The size is known: answers the job's waiters with the growing content.
+    void publish(Job& job, std::shared_ptr<const Content> content,
+                 std::chrono::system_clock::time_point mtime) noexcept;
+    // The download failed: readers of the growing content get `error`.
+    void unpublish(Job& job, ContentBuilder& builder, int error) noexcept;
+    FetchResult first_answer(const std::string& name, api::CancelToken* cancel);
     FetchResult from_cache(const std::string& name, Clock::time_point now, bool& answered);
 
     api::Client& client_;
@@ -174,6 +192,7 @@ private:
     WaitId next_wait_ = 1;
     bool stopping_ = false;
     std::vector<std::thread> threads_;
+    Resized resized_;  // set before any fetch, read-only after
 };
 
 }  // namespace euphoria::core

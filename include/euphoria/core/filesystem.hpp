@@ -13,6 +13,8 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -61,9 +63,14 @@ public:
     // InodeTable::open_window are answered from what its first one got.
     WaitId lookup(Ino parent, const std::string& name, pid_t pid, EntryReply reply);
     WaitId open(Ino ino, int flags, OpenReply reply);
+    // Calls `ready` once bytes [0, end) of an open file's `content` have arrived (0),
+    // or the download failed (EIO): at once, returning 0, or later from the thread
+    // that wrote them. A read of a recording still arriving waits only for its range.
+    WaitId wait_readable(const std::shared_ptr<const Content>& content, std::uint64_t end,
+                         Content::Ready ready);
     // The request behind `id` was interrupted: its reply will not run. False when it
     // already ran or is running.
-    bool cancel(WaitId id) { return fetcher_.cancel_wait(id); }
+    bool cancel(WaitId id);
 
     // Never calls upstream: an inode's attributes are those of the version it stands
     // for. A player calling fstat on a file it holds past the TTL costs nothing.
@@ -76,6 +83,12 @@ public:
 
     const InodeTable& inodes() const noexcept { return inodes_; }
 
+    // How to tell the kernel an inode's attributes changed (a recording longer than
+    // its header said). Called on a Fetcher thread, never inside a FUSE callback.
+    // Set once, before requests are served.
+    using Invalidate = std::function<void(Ino)>;
+    void on_invalidate(Invalidate invalidate) { invalidate_ = std::move(invalidate); }
+
     static constexpr const char* xattr_prefix = "user.euphoria.";
 
 private:
@@ -83,9 +96,16 @@ private:
     struct stat file_attr(Ino ino, const InodeInfo& info) const;
     double seconds_left(Clock::time_point until);
     void answer_lookup(const std::string& name, const FetchResult& r, pid_t pid,
-                       InodeTable::Pin pin, const EntryReply& reply);
+                       InodeTable::Pin pin, const EntryReply& reply, bool weaken_when_whole = false);
     void answer_open(Ino ino, const InodeInfo& info, FetchResult r, const OpenReply& reply);
     void serve_open(Ino ino, CachedRecording recording, const OpenReply& reply);
+
+    struct ReadWait {
+        std::weak_ptr<const Content> content;
+        Content::ReadyId ready = 0;  // 0 until registered with the content
+    };
+    // Read waits are numbered apart from the Fetcher's waits.
+    static constexpr WaitId read_wait_bit = WaitId{1} << 63;
 
     Fetcher& fetcher_;
     ContentCache& cache_;
@@ -94,6 +114,11 @@ private:
     const Ownership owner_;
     const std::chrono::system_clock::time_point mounted_at_;
     InodeTable inodes_;
+    Invalidate invalidate_;  // set before requests are served, read-only after
+    // Guards reads_ and next_read_. A leaf lock: never held while calling a Content.
+    std::mutex reads_mutex_;
+    std::unordered_map<WaitId, ReadWait> reads_;
+    WaitId next_read_ = 1;
 };
 
 }  // namespace euphoria::core

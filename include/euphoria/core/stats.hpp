@@ -27,6 +27,8 @@ struct Stats {
     std::atomic<std::uint64_t> exceeded_replies{0};   // "Concurrent API Calls Exceeded" seen
     std::atomic<std::uint64_t> budget{0};   // calls the mount may have in flight now (learned)
     std::atomic<std::uint64_t> pending{0};  // requests waiting for a download
+    std::atomic<std::uint64_t> early_replies{0};  // downloads opened to readers before their end
+    std::atomic<std::uint64_t> waiting_reads{0};  // reads that waited for their range to arrive
 
     // Errors handed to callers, by errno; the last slot counts any other errno.
     static constexpr std::array<int, 9> tracked_errnos{13, 2, 11, 5, 71, 110, 4, 28, 22};
