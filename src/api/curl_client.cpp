@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <exception>
 #include <fstream>
+#include <new>
 #include <sstream>
 #include <optional>
 #include <system_error>
@@ -187,6 +188,9 @@ struct Transfer {
                           [m = multi] { curl_multi_wakeup(m); });
         } catch (const std::system_error&) {
             inline_only = true;  // no thread to be had: slower, but the same result
+            return;
+        } catch (const std::bad_alloc&) {
+            inline_only = true;  // nor the ring's memory: the inline parse needs none
             return;
         }
         // A producer blocked on a full ring, or waiting for the drain, must see cancel.
