@@ -5,13 +5,17 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdint>
 #include <exception>
 #include <fstream>
+#include <new>
 #include <sstream>
 #include <optional>
+#include <system_error>
 
 #include "euphoria/api/error.hpp"
 #include "euphoria/api/libxml_init.hpp"
+#include "euphoria/api/pipeline.hpp"
 #include "euphoria/api/reply_parser.hpp"
 #include "euphoria/api/request.hpp"
 
@@ -148,9 +152,19 @@ struct CurlClient::Handle {
 
 namespace {
 
+// A body up to this size is parsed on the receiving thread as it arrives: an error
+// reply or a small recording is done before a stage thread would have paid off.
+// Past it, the rest goes through a ByteStage, so receive and decode overlap.
+constexpr std::uint64_t inline_body_limit = std::uint64_t{512} << 10;
+
 // Per-call state the write callback reaches through CURLOPT_WRITEDATA.
 struct Transfer {
+    Transfer(CURL* e, CURLM* m, Sink& s, CancelToken& c) : easy(e), multi(m), sink(s), cancel(c) {}
+    Transfer(const Transfer&) = delete;
+    Transfer& operator=(const Transfer&) = delete;
+
     CURL* easy;
+    CURLM* multi;
     Sink& sink;
     CancelToken& cancel;
     std::optional<ReplyParser> parser;
@@ -159,6 +173,40 @@ struct Transfer {
     // When the last byte arrived. curl's own low-speed check averages over a window
     // of seconds, so a burst followed by silence would go unnoticed for too long.
     std::chrono::steady_clock::time_point last_byte = std::chrono::steady_clock::now();
+    std::uint64_t body_bytes = 0;
+    bool inline_only = false;  // no stage thread could be started: parse here
+    // Declared after the parser it feeds, so it is joined before the parser goes;
+    // the subscription, last, goes first, so no cancel() reaches a dead stage.
+    std::optional<ByteStage> stage;
+    std::optional<CancelSubscription> stage_cancel;
+
+    // Hands the parser to a stage thread for the rest of the body. From here on only
+    // that thread touches the parser and the sink, until stop_stage() has joined it.
+    void start_stage() {
+        try {
+            stage.emplace([this](const char* data, std::size_t size) { parser->feed(data, size); },
+                          [m = multi] { curl_multi_wakeup(m); });
+        } catch (const std::system_error&) {
+            inline_only = true;  // no thread to be had: slower, but the same result
+            return;
+        } catch (const std::bad_alloc&) {
+            inline_only = true;  // nor the ring's memory: the inline parse needs none
+            return;
+        }
+        // A producer blocked on a full ring, or waiting for the drain, must see cancel.
+        stage_cancel.emplace(&cancel, [this] { stage->abandon(); });
+    }
+
+    // Ends the stage: drains what was pushed unless `drop`, joins it, and keeps the
+    // consumer's error as this transfer's, as if the parse had run inline.
+    void stop_stage(bool drop) noexcept {
+        if (!stage) return;
+        if (drop) stage->abandon();
+        std::exception_ptr error = stage->finish();
+        if (error && !failure) failure = std::move(error);
+    }
+
+    bool stage_failed() const noexcept { return stage && stage->failed(); }
 
     static size_t on_data(char* data, size_t, size_t size, void* self_ptr) {
         auto* self = static_cast<Transfer*>(self_ptr);
@@ -170,7 +218,18 @@ struct Transfer {
                 if (self->status == 200) self->parser.emplace(self->sink);
             }
             // A non-200 body is an HTML error page of the proxy or server: drop it.
-            if (self->parser) self->parser->feed(data, size);
+            if (self->parser) {
+                self->body_bytes += size;
+                if (!self->stage && !self->inline_only && self->body_bytes > inline_body_limit) {
+                    self->start_stage();
+                }
+                if (self->stage) {
+                    // False: the stage failed (its error is kept) or was cancelled.
+                    if (!self->stage->push(data, size)) return 0;
+                } else {
+                    self->parser->feed(data, size);
+                }
+            }
             // A slow sink is not a stalled server.
             self->last_byte = std::chrono::steady_clock::now();
             return size;
@@ -249,7 +308,7 @@ void CurlClient::download(const std::string& file_name, Sink& sink, CancelToken&
     auto handle = checkout();
     CURL* easy = handle->easy.get();
     CURLM* multi = handle->multi.get();
-    Transfer transfer{easy, sink, cancel, std::nullopt, 0, nullptr, std::chrono::steady_clock::now()};
+    Transfer transfer(easy, multi, sink, cancel);
     handle->error[0] = '\0';
     curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.reveal().data());
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.reveal().size()));
@@ -272,6 +331,12 @@ void CurlClient::download(const std::string& file_name, Sink& sink, CancelToken&
                 result = CURLE_ABORTED_BY_CALLBACK;
                 break;
             }
+            // The stage's sink or parser failed while curl waits on the socket: its
+            // error must not wait for the next byte, or for the stall timer.
+            if (transfer.stage_failed()) {
+                result = CURLE_WRITE_ERROR;
+                break;
+            }
             if (!running) break;
             const auto silent = std::chrono::steady_clock::now() - transfer.last_byte;
             if (silent >= config_.stall_timeout) {
@@ -287,6 +352,10 @@ void CurlClient::download(const std::string& file_name, Sink& sink, CancelToken&
         while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
             if (msg->msg == CURLMSG_DONE && result == CURLE_OK) result = msg->data.result;
         }
+        // Inside the wake-up's scope: the stage may still wake this multi. A broken-off
+        // transfer drops the stage's bytes; any other drains them first, so an error in
+        // bytes already received wins over a later network error, as it does inline.
+        transfer.stop_stage(stalled || result == CURLE_ABORTED_BY_CALLBACK || cancel.cancelled());
     }
     curl_multi_remove_handle(multi, easy);
     // The handle keeps a pointer to the body; scrub the key before anything else.

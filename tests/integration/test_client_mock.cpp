@@ -65,6 +65,24 @@ std::pair<int, api::ErrorKind> outcome(api::Client& client, const std::string& n
     }
 }
 
+// Fails like a full cache disk once it holds `capacity` bytes, or sleeps in every
+// write like a slow disk; counts what it was told.
+struct TestSink final : api::Sink {
+    std::string bytes;
+    std::size_t capacity = std::string::npos;
+    std::chrono::milliseconds delay{0};
+    int completes = 0;
+    void reset() override { bytes.clear(); }
+    void write(std::span<const std::byte> b) override {
+        if (delay.count() > 0) std::this_thread::sleep_for(delay);
+        if (bytes.size() + b.size() > capacity) {
+            throw api::ApiError(ENOSPC, api::ErrorKind::local, "the cache is full (cache_size)");
+        }
+        bytes.append(reinterpret_cast<const char*>(b.data()), b.size());
+    }
+    void complete() override { ++completes; }
+};
+
 test::MockServer& shared_mock() {
     static test::MockServer mock;
     return mock;
@@ -307,4 +325,141 @@ TEST_CASE("the mock enforces three calls in flight per tenant", "[client][limit]
     CHECK(busy == 1);
     CHECK(mock.stat("exceeded") == 1);
     CHECK(mock.stat("max_in_flight") == 3);
+}
+
+// Bodies past 512 KiB are parsed and decoded on a stage thread (api::ByteStage).
+TEST_CASE("replies are byte-exact on both sides of the pipeline's inline limit", "[client][pipeline]") {
+    auto& mock = shared_mock();
+    mock.clear_faults();
+    api::CurlClient client(config_for(mock));
+    // 300000 bytes are 400000 of base64, parsed inline; 400000 are 533336, staged.
+    for (const std::size_t size : {std::size_t{1}, std::size_t{300000}, std::size_t{393000},
+                                   std::size_t{400000}, std::size_t{9} << 20}) {
+        INFO("size " << size);
+        const auto bytes = pseudo_random(size, static_cast<unsigned>(size));
+        mock.add_recording("pipe.WAV", bytes);
+        for (int i = 0; i < 2; ++i) {
+            StringSink sink;
+            REQUIRE(outcome(client, "pipe.WAV", sink).first == 0);
+            CHECK(sink.bytes == bytes);
+            CHECK(sink.completes == 1);
+        }
+    }
+    mock.configure(R"({"wrap": 76})");
+    const auto wrapped = pseudo_random(3 << 20, 77);
+    mock.add_recording("pipe-wrapped.WAV", wrapped);
+    StringSink sink;
+    CHECK(outcome(client, "pipe-wrapped.WAV", sink).first == 0);
+    mock.configure(R"({"wrap": 0})");
+    CHECK(sink.bytes == wrapped);
+}
+
+TEST_CASE("faults in a large reply map as in a small one, never to complete()", "[client][pipeline][errors]") {
+    auto& mock = shared_mock();
+    mock.clear_faults();
+    mock.add_recording("big-fault.WAV", pseudo_random(3 << 20, 8));
+    api::CurlClient client(config_for(mock));
+    struct Row {
+        std::string fault;
+        int err;
+        api::ErrorKind kind;
+    };
+    const Row rows[] = {
+        {"corrupt", EIO, api::ErrorKind::malformed},        // found by the stage thread
+        {"truncate:-10", EIO, api::ErrorKind::network},     // cut inside </XML>
+        {"truncate:2000000", EIO, api::ErrorKind::network}, // cut mid-audio, past the limit
+        {"truncate:1000", EIO, api::ErrorKind::network},    // cut before the stage starts
+    };
+    for (const auto& row : rows) {
+        INFO(row.fault);
+        mock.fault("big-fault.WAV", row.fault, 1);
+        StringSink sink;
+        auto [err, kind] = outcome(client, "big-fault.WAV", sink);
+        CHECK(err == row.err);
+        CHECK(api::to_string(kind) == api::to_string(row.kind));
+        CHECK(sink.completes == 0);
+    }
+    StringSink sink;
+    CHECK(outcome(client, "big-fault.WAV", sink).first == 0);
+    CHECK(sink.completes == 1);
+}
+
+TEST_CASE("a sink that fails mid-stream fails the call with its own error", "[client][pipeline]") {
+    auto& mock = shared_mock();
+    mock.clear_faults();
+    const auto bytes = pseudo_random(6 << 20, 12);
+    mock.add_recording("enospc.WAV", bytes);
+    api::CurlClient client(config_for(mock));
+    for (const std::size_t capacity : {std::size_t{100000}, std::size_t{2} << 20}) {
+        INFO("fails past " << capacity);
+        TestSink sink;
+        sink.capacity = capacity;
+        api::CancelToken cancel;
+        try {
+            client.download("enospc.WAV", sink, cancel);
+            FAIL("expected ENOSPC");
+        } catch (const api::ApiError& e) {
+            CHECK(e.error_number() == ENOSPC);
+            CHECK(api::to_string(e.kind()) == "local");
+            CHECK(std::string(e.what()) == "the cache is full (cache_size)");
+        }
+        CHECK(sink.completes == 0);
+    }
+    // The stage was joined and the client is whole: the next call is byte-exact.
+    TestSink sink;
+    api::CancelToken cancel;
+    client.download("enospc.WAV", sink, cancel);
+    CHECK(sink.bytes == bytes);
+    CHECK(sink.completes == 1);
+}
+
+TEST_CASE("a slow sink fills the ring; cancel still returns at once", "[client][pipeline][timeout]") {
+    auto& mock = shared_mock();
+    mock.clear_faults();
+    const auto bytes = pseudo_random(16 << 20, 13);
+    mock.add_recording("slow-sink.WAV", bytes);
+    auto cfg = config_for(mock);
+    cfg.stall_timeout = 1s;
+    api::CurlClient client(std::move(cfg));
+
+    // 64 KiB every 30 ms: some 8 s for all of it, far past the stall timeout, which a
+    // slow sink must not trip. The ring (4 MiB) fills, and the receiver waits on it.
+    TestSink sink;
+    sink.delay = 30ms;
+    api::CancelToken cancel;
+    auto call = std::async(std::launch::async, [&] {
+        try {
+            client.download("slow-sink.WAV", sink, cancel);
+            return 0;
+        } catch (const api::ApiError& e) {
+            return e.error_number();
+        }
+    });
+    REQUIRE(call.wait_for(2500ms) == std::future_status::timeout);
+    const auto cancelled_at = std::chrono::steady_clock::now();
+    cancel.cancel();
+    REQUIRE(call.wait_for(5s) == std::future_status::ready);
+    const auto took = std::chrono::steady_clock::now() - cancelled_at;
+    INFO("cancel took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+    CHECK(call.get() == EINTR);
+    // Generous for TSan: one sink write and a wake-up, not the 4 MiB the ring holds.
+    CHECK(took < 1s);
+    CHECK(sink.completes == 0);
+    CHECK(sink.bytes.size() < bytes.size());
+}
+
+TEST_CASE("a slow sink is not a stalled server", "[client][pipeline][timeout]") {
+    auto& mock = shared_mock();
+    mock.clear_faults();
+    const auto bytes = pseudo_random(5 << 20, 14);
+    mock.add_recording("slow-ok.WAV", bytes);
+    auto cfg = config_for(mock);
+    cfg.stall_timeout = 1s;
+    api::CurlClient client(std::move(cfg));
+    TestSink sink;
+    sink.delay = 25ms;  // 80 writes: 2 s, twice the stall timeout
+    api::CancelToken cancel;
+    client.download("slow-ok.WAV", sink, cancel);
+    CHECK(sink.bytes == bytes);
+    CHECK(sink.completes == 1);
 }

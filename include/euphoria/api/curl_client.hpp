@@ -1,5 +1,6 @@
 #pragma once
-// The real Client: libcurl over HTTPS, streaming the reply through ReplyParser.
+// The real Client: libcurl over HTTPS, streaming the reply through ReplyParser. Past
+// 512 KiB of body, a stage thread (ByteStage) parses and decodes while libcurl receives.
 
 #include <chrono>
 #include <memory>

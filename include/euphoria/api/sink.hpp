@@ -1,6 +1,11 @@
 #pragma once
 // Where decoded recording bytes go. The client writes as it decodes, so memory does
 // not grow with a recording's size.
+//
+// Threads: every call happens inside Client::download and never two at once, but not
+// all on the caller's thread. CurlClient calls write() for a large reply on its stage
+// thread (api::ByteStage), and joins that thread before download() returns or calls
+// complete(), so whatever write() did is visible to the caller afterwards.
 
 #include <cstddef>
 #include <span>
