@@ -26,6 +26,9 @@ Rows (issue 5):
         vs 10,000 stat() of a missing name in a local folder      target <= 3x, 1 upstream call per name
   T7  parse_bench (ReplyParser on a 100 MB reply in memory)
         vs base64 -d of the same payload                          target >= 3x faster
+Rows (issue 14):
+  T8  first 64 KiB of a cold 24 MB recording, the API paced at 8 MiB/s
+        vs the whole cold read of it, in the same rep           target <= 0.10x
 Rows (issue 10):
   T9  30 cold 100 kB recordings cp'd in parallel, mock latency 1 s
         vs the ideal ceil(30/3) x 1 s, three calls at a time      target <= 1.15x, <= 3 in flight
@@ -96,13 +99,15 @@ FULL = {
     "t6_stats": 10000,
     "t6_names": 5,
     "t7_size_mb": 100,
+    "t8_size": 24 * MB,
+    "t8_pace": 8 * MB,
     "t9_count": 30,
     "t9_size": 100 * 1000,
     "t9_latency": 1.0,
     "t10_idle_samples": 400,
     "t10_interval": 0.005,
 }
-QUICK = dict(FULL, t1_size=10 * MB, t3_size=10 * MB, t3_cats=20, t4_size=1 * MB,
+QUICK = dict(FULL, t8_size=8 * MB, t1_size=10 * MB, t3_size=10 * MB, t3_cats=20, t4_size=1 * MB,
              t5_size=30 * MB, t6_stats=1000, t7_size_mb=10, t9_count=12, t9_latency=0.5,
              t10_idle_samples=200)
 
@@ -617,6 +622,48 @@ class Bench:
                 notes="%.0f vs %.0f MB/s of decoded bytes; base64 -d reads LF line ends" %
                       (decoded / median(ours) / MB, decoded / median(ref) / MB)))
 
+    # T8 ----------------------------------------------------------------------------
+    def t8(self):
+        size, pace = self.sizes["t8_size"], self.sizes["t8_pace"]
+        name = "bench-t8-%dMB.WAV" % (size // MB)
+        sha = self.mock.recording(name, size)
+        first, whole = [], []
+        for rep in self.reps():
+            m = self.fresh_mount()
+            self.mock.config(pace=pace)
+            try:
+                h = hashlib.sha256()
+                start = time.monotonic()
+                fd = os.open(m.path(name), os.O_RDONLY)
+                try:
+                    # Unbuffered, as a player asks: 64 KiB, not Python's st_blksize.
+                    head = os.read(fd, 64 * 1024)
+                    first.append(time.monotonic() - start)
+                    h.update(head)
+                    while True:
+                        chunk = os.read(fd, 1 << 20)
+                        if not chunk:
+                            break
+                        h.update(chunk)
+                    whole.append(time.monotonic() - start)
+                finally:
+                    os.close(fd)
+                calls = self.mock.stats()["calls"].get(name)
+            finally:
+                self.mock.config(pace=0)
+                m.close()
+            if len(head) != 64 * 1024 or h.hexdigest() != sha:
+                raise HarnessError("T8: wrong bytes read")
+            if calls != 1:
+                raise HarnessError("T8: expected 1 upstream call, the mock saw %r" % calls)
+            log("T8 rep %d: first 64 KiB %.3f s, whole %.3f s" % (rep, first[-1], whole[-1]))
+        self.rows.append(Row(
+            "T8", "first 64 KiB of a cold %d MB recording, API paced at %d MiB/s" %
+            (size // MB, pace // MB),
+            "the whole cold read of it, in the same rep", "s",
+            first, whole, 0.10, "<=",
+            notes="open + read(64 KiB), then read to the end, on a fresh mount"))
+
     # T9, T10 -----------------------------------------------------------------------
     def t9(self):
         count, size = self.sizes["t9_count"], self.sizes["t9_size"]
@@ -689,7 +736,7 @@ class Bench:
         if wanted and "T10" in wanted:
             wanted = wanted | {"T9"}  # T10 is measured during T9's batch
         for rid, fn in (("T1", self.t1), ("T3", self.t3), ("T4", self.t4), ("T5", self.t5),
-                        ("T6", self.t6), ("T7", self.t7), ("T9", self.t9)):
+                        ("T6", self.t6), ("T7", self.t7), ("T8", self.t8), ("T9", self.t9)):
             if wanted and rid not in wanted:
                 continue
             log("== %s" % rid)
