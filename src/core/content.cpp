@@ -130,28 +130,25 @@ void Content::unlink() noexcept {
 
 void Content::wake(int error) noexcept {
     auto due = take_due(error);
-    for (auto& ready : due) ready(error);
+    run(due, error);
 }
 
-std::vector<Content::Ready> Content::take_due(int error) noexcept {
-    std::vector<Ready> due;
-    {
-        std::lock_guard lock(mutex_);
-        const bool all = error || complete();
-        const auto limit = std::min(arrived_, size());
-        auto it = readers_.begin();
-        try {
-            // readers_ is ordered by end, and `whole` sorts last.
-            while (it != readers_.end() &&
-                   (all || (it->first != whole && std::min(it->first, size()) <= limit))) {
-                due.push_back(std::move(it->second.second));
-                it = readers_.erase(it);
-            }
-        } catch (...) {
-            // Out of memory for the list: those left are woken by the next write.
-        }
+Content::Readers Content::take_due(int error) noexcept {
+    // Moved node by node: no allocation, so no reader is ever left unanswered.
+    Readers due;
+    std::lock_guard lock(mutex_);
+    const bool all = error || complete();
+    const auto limit = std::min(arrived_, size());
+    // readers_ is ordered by end, and `whole` sorts last.
+    auto it = readers_.begin();
+    while (it != readers_.end() && (all || (it->first != whole && std::min(it->first, size()) <= limit))) {
+        due.insert(readers_.extract(it++));
     }
     return due;
+}
+
+void Content::run(Readers& due, int error) noexcept {
+    for (auto& [end, reader] : due) reader.second(error);
 }
 
 namespace {
@@ -180,7 +177,7 @@ ContentBuilder::ContentBuilder(BuilderLimits limits, Reserve reserve_memory, Res
 
 ContentBuilder::~ContentBuilder() {
     if (taken_) {
-        finish();
+        finish();  // nothing after a failure
     } else {
         fail();
     }
@@ -189,6 +186,7 @@ ContentBuilder::~ContentBuilder() {
 void ContentBuilder::fail(int error) noexcept {
     if (taken_) return;
     taken_ = true;
+    failed_ = true;
     {
         std::lock_guard lock(content_->mutex_);
         content_->error_ = error;
@@ -199,9 +197,17 @@ void ContentBuilder::fail(int error) noexcept {
 }
 
 void ContentBuilder::reset() {
-    // The bytes that arrived stay: the retry is checked against them.
     written_ = 0;
     complete_ = false;
+    if (published_) return;  // readers may have had them: the retry is checked against them
+    // Nobody saw these bytes: the retry starts afresh, as if they never came.
+    std::lock_guard lock(content_->mutex_);
+    content_->storage_->release();
+    content_->arrived_ = 0;
+    content_->on_disk_.store(false, std::memory_order_release);
+    memory_reserved_ = reserved_ = 0;
+    riff_total_.reset();
+    std::memset(header_, 0, sizeof header_);
 }
 
 bool ContentBuilder::reserve_memory(std::uint64_t end) {
@@ -229,9 +235,14 @@ void ContentBuilder::spill_to_disk() {
         throw ApiError(err, ErrorKind::local,
                        std::string("cannot create a cache file: ") + api::describe_errno(err));
     }
-    if (!st.memory.empty()) {
-        reserve_disk_to(st.memory.size());
-        write_fd(fd.get(), st.memory.data(), st.memory.size(), 0);
+    try {
+        if (!st.memory.empty()) {
+            reserve_disk_to(st.memory.size());
+            write_fd(fd.get(), st.memory.data(), st.memory.size(), 0);
+        }
+    } catch (...) {
+        ::unlink(pattern.c_str());  // not yet the storage's to remove
+        throw;
     }
     std::vector<std::byte> held;
     {
@@ -403,7 +414,7 @@ std::shared_ptr<const Content> ContentBuilder::take() {
 }
 
 void ContentBuilder::finish() noexcept {
-    if (!taken_ || finished_) return;
+    if (!taken_ || finished_ || failed_) return;
     finished_ = true;
     {
         std::lock_guard lock(content_->mutex_);
@@ -413,7 +424,7 @@ void ContentBuilder::finish() noexcept {
     // own reference, and one that closes at once must free them.
     auto due = content_->take_due(0);
     content_.reset();
-    for (auto& ready : due) ready(0);
+    Content::run(due, 0);
 }
 
 }  // namespace euphoria::core

@@ -189,19 +189,22 @@ WaitId Fetcher::fetch(const std::string& name, Completion done) {
         stats_.count_error(ESHUTDOWN);
         return answer(failure(ESHUTDOWN, "unmounting"));
     }
-    if (waits_.size() >= config_.max_pending) {
-        lock.unlock();
-        stats_.count_error(EAGAIN);
-        return answer(failure(EAGAIN, "too many requests waiting (max_pending)"));
-    }
     auto found = jobs_.find(name);
     const bool joining = found != jobs_.end();
+    // Answered at once, so before max_pending: it adds no waiter.
     if (joining && found->second->published && !found->second->published->content->failed()) {
+        // Wanted again: a job whose last waiter was interrupted is no orphan now.
+        found->second->orphaned_at.reset();
         FetchResult r;
         r.recording = *found->second->published;
         stats_.coalesced_waits.fetch_add(1, std::memory_order_relaxed);
         lock.unlock();
         return answer(std::move(r));
+    }
+    if (waits_.size() >= config_.max_pending) {
+        lock.unlock();
+        stats_.count_error(EAGAIN);
+        return answer(failure(EAGAIN, "too many requests waiting (max_pending)"));
     }
     const WaitId id = next_wait_++;
     JobPtr job = joining ? found->second : fresh;

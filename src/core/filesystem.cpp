@@ -33,10 +33,12 @@ Filesystem::Filesystem(Fetcher& fetcher, ContentCache& cache, Stats& stats, Cloc
     : fetcher_(fetcher), cache_(cache), stats_(stats), clock_(clock), owner_(owner),
       mounted_at_(clock.wall_now()) {
     fetcher_.on_resized([this](const std::string& name, std::uint64_t announced, const CachedRecording& real) {
-        const Ino ino = inodes_.resize(name, announced, real.mtime, real.content->size());
-        if (ino == 0 || !invalidate_) return;
+        auto inos = inodes_.resize(name, announced, real.mtime, real.content->size());
+        if (inos.empty() || !invalidate_) return;
         // On the timekeeping thread: the kernel may take page locks for this.
-        fetcher_.schedule(clock_.now(), [this, ino] { invalidate_(ino); });
+        fetcher_.schedule(clock_.now(), [this, inos = std::move(inos)] {
+            for (const Ino ino : inos) invalidate_(ino);
+        });
     });
 }
 

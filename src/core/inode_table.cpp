@@ -154,15 +154,17 @@ void InodeTable::weaken_pin(Ino ino, const Content* content) {
     }
 }
 
-Ino InodeTable::resize(const std::string& name, std::uint64_t announced,
-                       std::chrono::system_clock::time_point mtime, std::uint64_t real) {
+std::vector<Ino> InodeTable::resize(const std::string& name, std::uint64_t announced,
+                                    std::chrono::system_clock::time_point mtime, std::uint64_t real) {
+    std::vector<Ino> resized;
     std::lock_guard lock(mutex_);
-    const auto it = by_name_.find(name);
-    if (it == by_name_.end()) return 0;
-    auto& info = nodes_.at(it->second).info;
-    if (info.size != announced || info.mtime != mtime) return 0;
-    info.size = real;
-    return it->second;
+    for (auto& [ino, node] : nodes_) {
+        if (node.info.name == name && node.info.size == announced && node.info.mtime == mtime) {
+            node.info.size = real;
+            resized.push_back(ino);
+        }
+    }
+    return resized;
 }
 
 }  // namespace euphoria::core

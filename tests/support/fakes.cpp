@@ -64,6 +64,12 @@ void FakeClient::release() {
     cv_.notify_all();
 }
 
+void FakeClient::release_start() {
+    std::lock_guard lock(mutex_);
+    held_ = false;
+    cv_.notify_all();
+}
+
 bool FakeClient::wait_blocked(int n) {
     std::unique_lock lock(mutex_);
     return cv_.wait_for(lock, 5s, [&] { return blocked_ >= n; });

@@ -62,6 +62,8 @@ public:
     // has started serving.
     void hold_after_first_chunk();
     void release();
+    // Lets held calls start their transfer; hold_after_first_chunk() still applies.
+    void release_start();
     // Waits until `n` calls are blocked in hold(); false after 5 s.
     bool wait_blocked(int n);
 

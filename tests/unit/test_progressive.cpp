@@ -507,3 +507,79 @@ TEST_CASE("an open after the download its lookup was let into failed gets EIO, n
     CHECK(rig.client.calls("plain.WAV") == 2);
     rig.fetcher->shutdown();
 }
+
+TEST_CASE("a download whose waiter was interrupted is no orphan once a reader joins it published",
+          "[core][progressive][fetcher][review]") {
+    Rig rig([](core::FetcherConfig& c) { c.interrupt_grace = 5s; });
+    const auto bytes = riff_of(100000);
+    rig.client.script("orphan.WAV", {FakeReply::ok(bytes)});
+    rig.client.hold();
+    rig.client.hold_after_first_chunk();
+    api::CancelToken cancel;
+    auto first = std::async(std::launch::async, [&] {
+        return rig.fetcher->get("orphan.WAV", &cancel, core::Fetcher::Until::answered);
+    });
+    REQUIRE(rig.client.wait_blocked(1));
+    cancel.cancel();  // Ctrl-C before any byte: the job is an orphan for the grace
+    CHECK(first.get().error == EINTR);
+    rig.client.release_start();  // the header arrives: published, nobody waiting
+    for (int i = 0; i < 5000 && rig.stats.early_replies.load() == 0; ++i) std::this_thread::sleep_for(1ms);
+    REQUIRE(rig.stats.early_replies.load() == 1);
+    // The program's retry joins the published download at once.
+    auto again = rig.fetcher->get("orphan.WAV", nullptr, core::Fetcher::Until::answered);
+    REQUIRE(again.error == 0);
+    const auto content = again.recording.content;
+    rig.clock.advance(6s);  // past the grace: it must not be cancelled now
+    std::this_thread::sleep_for(50ms);  // the timekeeper looks at the clock each ms
+    rig.client.release();
+    Answer end;
+    content->when_ready(core::Content::whole, end.ready());
+    CHECK(end.wait() == 0);
+    CHECK(read_all(*content) == bytes);
+    CHECK(rig.client.calls("orphan.WAV") == 1);
+}
+
+TEST_CASE("a retry of a download nobody read yet starts afresh", "[core][progressive][review]") {
+    BuilderRig b;
+    auto wrong = bytes_of(3000, 'w');  // no RIFF header: never published
+    b.write(wrong, 0, 2000);
+    REQUIRE(b.publications == 0);
+    b.builder->reset();
+    const auto right = bytes_of(3000, 'r');
+    b.write(right, 0, right.size());  // different bytes: fine, nobody saw the first
+    b.builder->complete();
+    auto content = b.builder->take();
+    b.builder->finish();
+    CHECK(read_all(*content) == right);
+}
+
+TEST_CASE("a failed content never reads as complete", "[core][progressive][review]") {
+    std::shared_ptr<const core::Content> content;
+    {
+        BuilderRig b;
+        b.write(riff_of(50000), 0, 10000);
+        content = b.published;
+        REQUIRE(content);
+        b.builder->fail();
+    }  // the builder's destructor after fail()
+    CHECK(content->failed());
+    CHECK_FALSE(content->complete());
+    CHECK(content->data() == nullptr);
+    CHECK(content->fd() == -1);
+}
+
+TEST_CASE("a spill to disk that fails leaves no cache file", "[core][progressive][review]") {
+    TempDir dir;
+    auto memory = std::make_shared<core::ByteBudget>(1 << 20);
+    auto disk = std::make_shared<core::ByteBudget>(1000);  // smaller than what must move
+    core::BuilderLimits limits{dir.path(), 4096, memory, disk};
+    core::ContentBuilder builder(
+        limits, [&](std::uint64_t n) { return memory->try_reserve(n); },
+        [&](std::uint64_t n) { return disk->try_reserve(n); });
+    const auto bytes = bytes_of(8000, 's');  // no RIFF header: memory until 4096
+    builder.write({reinterpret_cast<const std::byte*>(bytes.data()), 3000});
+    CHECK_THROWS_AS(builder.write({reinterpret_cast<const std::byte*>(bytes.data() + 3000), 3000}),
+                    api::ApiError);
+    CHECK(dir.file_count() == 0);
+    CHECK(disk->used() == 0);
+}

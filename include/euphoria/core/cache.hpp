@@ -77,7 +77,8 @@ private:
     const CacheLimits limits_;
     const std::shared_ptr<ByteBudget> memory_budget_;
     const std::shared_ptr<ByteBudget> disk_budget_;
-    // Guards everything below. Leaf lock: taken after Fetcher's mutex, never before.
+    // Guards everything below. Taken after Fetcher's mutex, never before; under it,
+    // eviction takes a Content's (leaf) mutex to unlink its file.
     mutable std::mutex mutex_;
     Map entries_;
     std::list<std::string> memory_lru_;  // front is most recently used

@@ -87,8 +87,10 @@ private:
     friend class ContentBuilder;
     struct Storage;
     // Wakes the readers whose range has arrived (all, with `error`, on a failure).
+    using Readers = std::multimap<std::uint64_t, std::pair<ReadyId, Ready>>;  // by range end
     void wake(int error) noexcept;
-    std::vector<Ready> take_due(int error) noexcept;  // wake()'s first half
+    Readers take_due(int error) noexcept;  // wake()'s two halves
+    static void run(Readers& due, int error) noexcept;
 
     // Guards everything below, and the fields of storage_. A leaf lock: `ready`
     // callbacks run after it is released.
@@ -97,7 +99,7 @@ private:
     std::uint64_t arrived_ = 0;
     int error_ = 0;
     mutable ReadyId next_ready_ = 1;
-    mutable std::multimap<std::uint64_t, std::pair<ReadyId, Ready>> readers_;  // by range end
+    mutable Readers readers_;
     // Written under mutex_; read without it by the fast paths.
     std::atomic<std::uint64_t> size_{0};
     std::atomic<bool> complete_{false};
@@ -192,6 +194,7 @@ private:
     bool published_ = false;
     bool taken_ = false;
     bool finished_ = false;
+    bool failed_ = false;
 };
 
 }  // namespace euphoria::core

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 #include <sys/types.h>
 #include <unordered_map>
 
@@ -63,9 +64,10 @@ public:
     // The inode's pin of `content` stops keeping it alive (the cache has it now).
     void weaken_pin(Ino ino, const Content* content);
     // The version of `name` announced at `announced` bytes turned out to have
-    // `real`: it keeps its inode with the real size. Returns that inode, or 0.
-    Ino resize(const std::string& name, std::uint64_t announced,
-               std::chrono::system_clock::time_point mtime, std::uint64_t real);
+    // `real`: its inodes keep their numbers with the real size. Returns them. More
+    // than one when a lookup saw the real size first and made a new inode.
+    std::vector<Ino> resize(const std::string& name, std::uint64_t announced,
+                            std::chrono::system_clock::time_point mtime, std::uint64_t real);
     // Drops the pins that ended by `now`. Every call above does it too; this is for
     // a timer, so that an idle mount lets go of them on time.
     void release_pins(Clock::time_point now);
