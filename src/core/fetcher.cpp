@@ -57,13 +57,24 @@ long long millis(Duration d) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }
 
+// The mount-wide pause after "exceeded", never longer than half a caller's
+// patience: a caller who arrives during a pause must see the mount try again before
+// it gives up with EAGAIN, even when the tenant was freed meanwhile.
+RetryPolicy pause_within_patience(RetryPolicy backoff, std::chrono::milliseconds busy_timeout) {
+    const auto half = std::max(std::chrono::milliseconds(1), busy_timeout / 2);
+    backoff.max_delay = std::min(backoff.max_delay, half);
+    backoff.base_delay = std::min(backoff.base_delay, backoff.max_delay);
+    return backoff;
+}
+
 }  // namespace
 
 Fetcher::Fetcher(api::Client& client, ContentCache& cache, Clock& clock, Stats& stats,
                  Logger& logger, FetcherConfig config, Jitter jitter)
     : client_(client), cache_(cache), clock_(clock), stats_(stats), logger_(logger),
       config_(std::move(config)), jitter_(std::move(jitter)),
-      budget_(std::max(1u, config_.max_concurrent), config_.busy_backoff) {
+      budget_(std::max(1u, config_.max_concurrent),
+              pause_within_patience(config_.busy_backoff, config_.busy_timeout)) {
     stats_.budget.store(budget_.window());
     const unsigned n = std::max(1u, config_.max_concurrent);
     threads_.reserve(n + 1);

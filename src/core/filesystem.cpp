@@ -169,23 +169,24 @@ WaitId Filesystem::open(Ino ino, int flags, OpenReply reply) {
     // The open that follows a lookup gets what that lookup answered, even when the
     // cache did not keep it (cache_ttl=0).
     auto recent = inodes_.recent(ino, clock_.now());
-    if (recent && recent->content->failed()) {
-        // The download that this inode's lookup let readers into failed: the open
-        // fails as the read would. A later lookup fetches again, as a new version.
-        reply(open_error(recent->content->error()));
-        return 0;
-    }
-    if (recent) {
+    // The download that this inode's lookup let readers into failed: nothing of it
+    // was cached, so the open fetches again. A name without a call time gets its
+    // mtime from each download; the same size is the same recording here, or the
+    // kernel would be sent back (ESTALE) to a lookup that may fail the same way.
+    const bool after_failure = recent && recent->content->failed();
+    if (recent && !after_failure) {
         serve_open(ino, std::move(*recent), reply);
         return 0;
     }
     // Through the cache: an expired entry is fetched again here.
-    return fetcher_.fetch(info->name, [this, ino, info = *info, reply = std::move(reply)](FetchResult r) {
-        answer_open(ino, info, std::move(r), reply);
+    return fetcher_.fetch(info->name, [this, ino, info = *info, after_failure,
+                                       reply = std::move(reply)](FetchResult r) {
+        answer_open(ino, info, std::move(r), reply, after_failure);
     });
 }
 
-void Filesystem::answer_open(Ino ino, const InodeInfo& info, FetchResult r, const OpenReply& reply) {
+void Filesystem::answer_open(Ino ino, const InodeInfo& info, FetchResult r, const OpenReply& reply,
+                             bool after_failure) {
     if (r.error) {
         reply(open_error(r.error));
         return;
@@ -194,7 +195,8 @@ void Filesystem::answer_open(Ino ino, const InodeInfo& info, FetchResult r, cons
         reply(open_error(err));
         return;
     }
-    if (r.recording.content->size() != info.size || r.recording.mtime != info.mtime) {
+    const bool same_time = after_failure || r.recording.mtime == info.mtime;
+    if (r.recording.content->size() != info.size || !same_time) {
         // A new version under this inode's name: ESTALE makes the kernel look the
         // name up again, which gives the new version its own inode.
         reply(open_error(ESTALE));

@@ -50,7 +50,7 @@ struct FetcherConfig {
     std::chrono::seconds ttl{30};
     RetryPolicy retry;
     // The mount-wide pause after "Concurrent API Calls Exceeded", by how many came in
-    // a row; only its delay() is used.
+    // a row; only its delay() is used. Never longer than half of busy_timeout.
     RetryPolicy busy_backoff{0, std::chrono::milliseconds(250), std::chrono::milliseconds(8000),
                              std::chrono::milliseconds(0)};
     // How long a caller waits while the tenant is full before EAGAIN.

@@ -97,7 +97,8 @@ private:
     double seconds_left(Clock::time_point until);
     void answer_lookup(const std::string& name, const FetchResult& r, pid_t pid,
                        InodeTable::Pin pin, const EntryReply& reply, bool weaken_when_whole = false);
-    void answer_open(Ino ino, const InodeInfo& info, FetchResult r, const OpenReply& reply);
+    void answer_open(Ino ino, const InodeInfo& info, FetchResult r, const OpenReply& reply,
+                     bool after_failure);
     void serve_open(Ino ino, CachedRecording recording, const OpenReply& reply);
 
     struct ReadWait {
