@@ -651,6 +651,15 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
     }
 }
 
+std::vector<std::pair<std::string, CachedRecording>> Fetcher::arriving() const {
+    std::vector<std::pair<std::string, CachedRecording>> out;
+    std::lock_guard lock(mutex_);
+    for (const auto& [name, job] : jobs_) {
+        if (job->published && !job->published->content->failed()) out.emplace_back(name, *job->published);
+    }
+    return out;
+}
+
 void Fetcher::publish(Job& job, std::shared_ptr<const Content> content,
                       std::chrono::system_clock::time_point mtime) noexcept {
     std::vector<Waiter> waiters;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace euphoria::core {
@@ -275,7 +276,14 @@ std::vector<DirEntry> Filesystem::readdir(Ino ino, int& error) {
     out.push_back({".", root_ino, S_IFDIR});
     out.push_back({"..", root_ino, S_IFDIR});
     const auto now = clock_.now();
-    for (auto& [name, rec] : cache_.list(now)) {
+    auto listed = cache_.list(now);
+    // A name that stat already answered while its download runs is listed too.
+    for (auto& [name, rec] : fetcher_.arriving()) {
+        const bool cached = std::any_of(listed.begin(), listed.end(),
+                                        [&](const auto& l) { return l.first == name; });
+        if (!cached) listed.emplace_back(name, std::move(rec));
+    }
+    for (auto& [name, rec] : listed) {
         out.push_back({name, inodes_.acquire(name, rec, false, now), S_IFREG});
     }
     return out;

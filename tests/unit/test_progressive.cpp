@@ -590,3 +590,31 @@ TEST_CASE("a spill to disk that fails leaves no cache file", "[core][progressive
     CHECK(dir.file_count() == 0);
     CHECK(disk->used() == 0);
 }
+
+TEST_CASE("readdir lists a recording that a lookup answered while it still arrives",
+          "[core][progressive][fs]") {
+    Rig rig;
+    core::Filesystem fs(*rig.fetcher, *rig.cache, rig.stats, rig.clock, core::Ownership{});
+    rig.client.script("arriving.WAV", {FakeReply::ok(riff_of(100000))});
+    rig.client.hold_after_first_chunk();
+    auto p = std::make_shared<std::promise<core::EntryAnswer>>();
+    fs.lookup(core::root_ino, "arriving.WAV", 7, [p](const core::EntryAnswer& a) {
+        p->set_value(a);
+        return true;
+    });
+    const auto e = p->get_future().get();
+    REQUIRE(e.error == 0);
+    int error = -1;
+    auto listed = fs.readdir(core::root_ino, error);
+    REQUIRE(error == 0);
+    std::vector<std::string> names;
+    for (const auto& d : listed) names.push_back(d.name);
+    CHECK(names == std::vector<std::string>{".", "..", "arriving.WAV"});
+    CHECK(listed.back().ino == e.ino);
+    rig.client.release();
+    REQUIRE(eventually_idle(rig));
+    names.clear();
+    for (const auto& d : fs.readdir(core::root_ino, error)) names.push_back(d.name);
+    CHECK(names == std::vector<std::string>{".", "..", "arriving.WAV"});  // once, from the cache
+    rig.fetcher->shutdown();
+}

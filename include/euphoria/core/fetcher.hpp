@@ -113,6 +113,10 @@ public:
 
     const FetcherConfig& config() const noexcept { return config_; }
 
+    // The downloads that readers were let into and that are still arriving, for
+    // readdir: not yet in the cache, yet already answered to a stat.
+    std::vector<std::pair<std::string, CachedRecording>> arriving() const;
+
     // Told when a download that readers were let into early ended longer than its
     // header announced. Runs on the thread that finished it, after the cache has the
     // real size. Set once, before the first fetch().
