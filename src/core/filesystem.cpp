@@ -278,10 +278,11 @@ std::vector<DirEntry> Filesystem::readdir(Ino ino, int& error) {
     const auto now = clock_.now();
     auto listed = cache_.list(now);
     // A name that stat already answered while its download runs is listed too.
-    for (auto& [name, rec] : fetcher_.arriving()) {
+    for (auto& arriving : fetcher_.arriving()) {
+        const auto& name = arriving.first;
         const bool cached = std::any_of(listed.begin(), listed.end(),
-                                        [&](const auto& l) { return l.first == name; });
-        if (!cached) listed.emplace_back(name, std::move(rec));
+                                        [&name](const auto& l) { return l.first == name; });
+        if (!cached) listed.push_back(std::move(arriving));
     }
     for (auto& [name, rec] : listed) {
         out.push_back({name, inodes_.acquire(name, rec, false, now), S_IFREG});
