@@ -95,7 +95,8 @@ std::uint64_t PcmLayout::output_ready(std::uint64_t input_prefix) const noexcept
         case PcmCodec::pcm16: return pcm_header_bytes + d;
         case PcmCodec::alaw:
         case PcmCodec::mulaw: return pcm_header_bytes + 2 * d;
-        case PcmCodec::gsm610: return pcm_header_bytes + d / gsm_block_bytes * gsm_block_samples * 2;
+        case PcmCodec::gsm610:
+            return std::min(output_size, pcm_header_bytes + d / gsm_block_bytes * gsm_block_samples * 2);
     }
     return 0;
 }
@@ -114,7 +115,7 @@ std::uint64_t PcmLayout::input_needed(std::uint64_t output_end) const noexcept {
     return data_offset + data_length;
 }
 
-PcmProbe plan_pcm_view(const WavInfo& info) {
+PcmProbe plan_pcm_view(const WavInfo& info, const PcmOptions& options) {
     const std::string what = "format " + hex16(info.format_tag);
     if (info.channels != 1)
         return unsupported(info, what + " with " + std::to_string(info.channels) + " channels; the view is mono");
@@ -147,6 +148,9 @@ PcmProbe plan_pcm_view(const WavInfo& info) {
             layout.codec = PcmCodec::gsm610;
             layout.data_length = info.data_length / gsm_block_bytes * gsm_block_bytes;
             layout.samples = info.data_length / gsm_block_bytes * gsm_block_samples;
+            if (options.trim_gsm_to_fact && info.fact_samples && *info.fact_samples < layout.samples &&
+                *info.fact_samples > layout.samples - gsm_block_samples)
+                layout.samples = *info.fact_samples;
             break;
         default:
             return unsupported(info, what + " is not GSM 6.10, G.711 or 16-bit PCM");
@@ -162,9 +166,10 @@ PcmProbe plan_pcm_view(const WavInfo& info) {
     return p;
 }
 
-PcmProbe probe_pcm_view(std::span<const std::byte> prefix, std::optional<std::uint64_t> file_size) {
+PcmProbe probe_pcm_view(std::span<const std::byte> prefix, std::optional<std::uint64_t> file_size,
+                        const PcmOptions& options) {
     WavParse parsed = parse_wav_header(prefix, file_size);
-    if (parsed.status == WavStatus::ok) return plan_pcm_view(parsed.info);
+    if (parsed.status == WavStatus::ok) return plan_pcm_view(parsed.info, options);
     PcmProbe p;
     p.needed = parsed.needed;
     p.error = std::move(parsed.error);
@@ -274,11 +279,14 @@ void PcmDecoder::decode_gsm_block() {
     if (gsm_decode(gsm_.get(), frame, samples.data()) < 0 ||
         gsm_decode(gsm_.get(), frame + gsm_second_frame, samples.data() + gsm_block_samples / 2) < 0)
         throw std::runtime_error("libgsm refused a WAV49 frame");
+    // A view trimmed to the fact chunk ends inside the last block.
+    const std::uint64_t left = layout_.output_size - output_offset_ - out_.size();
+    const auto keep = static_cast<std::size_t>(std::min<std::uint64_t>(samples.size(), left / 2));
     const std::size_t at = out_.size();
-    out_.resize(at + 2 * samples.size());
+    out_.resize(at + 2 * keep);
     std::byte* o = out_.data() + at;
-    for (const gsm_signal s : samples) {
-        put_le16(o, s);
+    for (std::size_t i = 0; i < keep; ++i) {
+        put_le16(o, samples[i]);
         o += 2;
     }
 }

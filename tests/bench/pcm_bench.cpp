@@ -4,7 +4,7 @@
 // JSON with the time the decode took inside the process. run_pcm_bench.sh times
 // this process against `sox F -t raw -e signed -b 16 -` on the same file.
 //
-// usage: pcm_bench INPUT [--output PATH] [--chunk-kb N]
+// usage: pcm_bench INPUT [--output PATH] [--chunk-kb N] [--trim-to-fact]
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
     std::string input;
     std::string output = "/dev/null";
     std::size_t chunk = std::size_t{64} * 1024;
+    euphoria::core::PcmOptions options;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "--output" && i + 1 < argc) {
@@ -58,10 +59,12 @@ int main(int argc, char** argv) {
             const long kb = std::strtol(argv[++i], nullptr, 10);
             if (kb <= 0 || kb > 1024 * 1024) return fail("--chunk-kb wants 1 to 1048576");
             chunk = static_cast<std::size_t>(kb) * 1024;
+        } else if (arg == "--trim-to-fact") {
+            options.trim_gsm_to_fact = true;
         } else if (input.empty() && !arg.starts_with("--")) {
             input = arg;
         } else {
-            static_cast<void>(std::fputs("usage: pcm_bench INPUT [--output PATH] [--chunk-kb N]\n", stderr));
+            static_cast<void>(std::fputs("usage: pcm_bench INPUT [--output PATH] [--chunk-kb N] [--trim-to-fact]\n", stderr));
             return 2;
         }
     }
@@ -89,7 +92,7 @@ int main(int argc, char** argv) {
         const std::span<const std::byte> piece(buffer.data(), static_cast<std::size_t>(n));
         if (!decoder) {
             head.insert(head.end(), piece.begin(), piece.end());
-            const auto probe = euphoria::core::probe_pcm_view(head, static_cast<std::uint64_t>(size));
+            const auto probe = euphoria::core::probe_pcm_view(head, static_cast<std::uint64_t>(size), options);
             if (probe.status == PcmStatus::need_more && n > 0) continue;
             if (probe.status != PcmStatus::ok) return fail("no view of " + input + ": " + probe.error);
             decoder.emplace(probe.layout);

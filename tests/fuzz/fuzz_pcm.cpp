@@ -12,7 +12,8 @@
 //     one piece or in the chosen pieces, with the same bytes both ways;
 //   - after every feed, output_offset == output_ready(input_offset);
 //   - input_needed(k) is the shortest prefix that makes output offset k ready;
-//   - the view starts with pcm_wav_header(layout).
+//   - the view starts with pcm_wav_header(layout);
+//   - trimmed to GSM's fact chunk, the view is the untrimmed view's samples, cut.
 
 #include <algorithm>
 #include <cstddef>
@@ -65,6 +66,14 @@ std::vector<std::byte> decode(const PcmLayout& layout, std::span<const std::byte
     return view;
 }
 
+void check_input_needed(const PcmLayout& layout) {
+    for (std::uint64_t k = 1; k <= layout.output_size; k += 1 + k / 3) {
+        const std::uint64_t need = layout.input_needed(k);
+        check(layout.output_ready(need) >= k, "input_needed(k) does not make k ready");
+        check(need == 0 || layout.output_ready(need - 1) < k, "input_needed(k) is not the shortest");
+    }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -100,10 +109,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(std::equal(header.begin(), header.end(), whole.begin()), "the view does not start with its header");
     check(decode(layout, file, split) == whole, "pieces change the view");
 
-    for (std::uint64_t k = 1; k <= layout.output_size; k += 1 + k / 3) {
-        const std::uint64_t need = layout.input_needed(k);
-        check(layout.output_ready(need) >= k, "input_needed(k) does not make k ready");
-        check(need == 0 || layout.output_ready(need - 1) < k, "input_needed(k) is not the shortest");
-    }
+    check_input_needed(layout);
+
+    euphoria::core::PcmOptions trim;
+    trim.trim_gsm_to_fact = true;
+    const auto trimmed = probe_pcm_view(file, file.size(), trim);
+    check(trimmed.status == PcmStatus::ok, "trimming changes the status");
+    check(trimmed.layout.samples <= layout.samples && trimmed.layout.samples + 320 > layout.samples,
+          "trimming cuts more than a GSM block");
+    const auto cut = decode(trimmed.layout, file, split);
+    check(cut.size() == trimmed.layout.output_size, "the trimmed view's size differs from what is emitted");
+    check(std::equal(cut.begin() + 44, cut.end(), whole.begin() + 44), "trimming changes the samples");
+    check_input_needed(trimmed.layout);
     return 0;
 }

@@ -261,3 +261,40 @@ TEST_CASE("pcm view: the size is known from the original's first bytes") {
     CHECK(probe.layout.output_size == 44 + 3 * 640);
     CHECK(probe.info.fact_samples == std::optional<std::uint32_t>(960));
 }
+
+TEST_CASE("pcm view: trimmed to GSM's fact chunk, the view is sox's decode cut to the fact's samples") {
+    TempDir dir;
+    euphoria::test::make_recordings(dir.path());
+    const std::string path = dir.path() + "/speech-gsm.wav";
+    const Bytes original = euphoria::test::read_file(path);
+    const Bytes sox = euphoria::test::sox_decode(path, dir.path() + "/sox.raw");
+    euphoria::core::PcmOptions trim;
+    trim.trim_gsm_to_fact = true;
+    const auto probe = probe_pcm_view(as_span(original), original.size(), trim);
+    REQUIRE(probe.status == PcmStatus::ok);
+    REQUIRE(probe.info.fact_samples.has_value());
+    const std::uint64_t fact = *probe.info.fact_samples;
+    REQUIRE(fact < sox.size() / 2);  // sox pads the last block, and decodes the padding
+    CHECK(probe.layout.samples == fact);
+    CHECK(probe.layout.output_size == 44 + 2 * fact);
+    const Bytes cut(sox.begin(), sox.begin() + static_cast<std::ptrdiff_t>(2 * fact));
+    for (const std::size_t piece : piece_sizes) {
+        INFO("pieces of " << piece);
+        const Decoded d = decode(probe.layout, original, piece);
+        CHECK(d.mapping_held);
+        check_view_equals_sox(d.view, cut, 8000);
+    }
+    for (std::uint64_t k = 1; k <= probe.layout.output_size; k += 97) {
+        const std::uint64_t need = probe.layout.input_needed(k);
+        CHECK(probe.layout.output_ready(need) >= k);
+        CHECK(probe.layout.output_ready(need - 1) < k);
+    }
+    // A fact that would cut more than the padded last block is a writer's mistake: ignored.
+    WavBuilder w;
+    w.riff().gsm_fmt().chunk("fact", 4).u32(320).chunk("data", 3 * 65).fill(3 * 65, 0);
+    CHECK(probe_pcm_view(as_span(w.bytes()), w.size(), trim).layout.samples == 3 * 320);
+    WavBuilder near;
+    near.riff().gsm_fmt().chunk("fact", 4).u32(2 * 320 + 1).chunk("data", 3 * 65).fill(3 * 65, 0);
+    CHECK(probe_pcm_view(as_span(near.bytes()), near.size(), trim).layout.samples == 2 * 320 + 1);
+    CHECK(probe_pcm_view(as_span(near.bytes()), near.size()).layout.samples == 3 * 320);
+}

@@ -17,6 +17,12 @@
 // its size is 44 + 2 x samples. It keeps the original's sample rate: recordings are
 // 8000 Hz, and resampling any other would break the equality with sox's decode.
 // More than one channel, another sample size or any other format is unsupported.
+//
+// GSM's fact chunk: a GSM original's last block is padded with silence to 320
+// samples, and its fact chunk says how many samples are real. sox ignores it and
+// decodes every whole block, so by default the view does too (its samples equal
+// sox's). ffprobe and ffmpeg take the duration from it, up to 319 samples (40 ms)
+// less; PcmOptions::trim_gsm_to_fact makes the view that long instead.
 
 #include <array>
 #include <cstddef>
@@ -44,7 +50,7 @@ struct PcmLayout {
     std::uint32_t sample_rate = 8000;
     std::uint64_t data_offset = 0;  // in the original
     std::uint64_t data_length = 0;  // what is decoded of it (whole blocks for GSM)
-    std::uint64_t samples = 0;
+    std::uint64_t samples = 0;      // of the view: fewer than decoded when trimmed to fact
     std::uint64_t output_size = pcm_header_bytes;  // 44 + 2 x samples
 
     // How many of the view's first bytes the first `input_prefix` bytes of the
@@ -72,12 +78,19 @@ struct PcmProbe {
 };
 
 // What the view of a parsed original is, or why there is none.
-PcmProbe plan_pcm_view(const WavInfo& info);
+struct PcmOptions {
+    // Cut a GSM view to the fact chunk's sample count, when it falls inside the last
+    // whole block (a larger cut would drop real audio after a writer's bad fact).
+    bool trim_gsm_to_fact = false;
+};
+
+PcmProbe plan_pcm_view(const WavInfo& info, const PcmOptions& options = {});
 // parse_wav_header and plan_pcm_view in one: the view's size from the original's
 // first bytes. Give `file_size` whenever it is known, so that a data chunk claiming
 // more than the file holds is cut as sox cuts it, and the size agrees with a read.
 PcmProbe probe_pcm_view(std::span<const std::byte> prefix,
-                        std::optional<std::uint64_t> file_size = std::nullopt);
+                        std::optional<std::uint64_t> file_size = std::nullopt,
+                        const PcmOptions& options = {});
 
 // The view's first 44 bytes.
 std::array<std::byte, pcm_header_bytes> pcm_wav_header(const PcmLayout& layout) noexcept;
