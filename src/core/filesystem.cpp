@@ -43,6 +43,23 @@ Filesystem::Filesystem(Fetcher& fetcher, ContentCache& cache, Stats& stats, Cloc
     });
 }
 
+void Filesystem::enable_listing(Listings& listings, Logger& logger) {
+    listings_ = &listings;
+    logger_ = &logger;
+    fetcher_.on_hints([&listings](const std::string& name) -> std::optional<ListedHint> {
+        auto f = listings.find(name);
+        if (!f) return std::nullopt;
+        return ListedHint{f->call_time, f->md5};
+    });
+}
+
+std::optional<std::int64_t> Filesystem::day_of(Ino ino) const noexcept {
+    if (!listings_ || ino < day_ino_base || ino - day_ino_base >= 2 * static_cast<Ino>(day_ino_offset)) {
+        return std::nullopt;
+    }
+    return static_cast<std::int64_t>(ino - day_ino_base) - day_ino_offset;
+}
+
 double Filesystem::seconds_left(Clock::time_point until) {
     const auto left = until - clock_.now();
     return left.count() <= 0 ? 0.0 : std::chrono::duration<double>(left).count();
@@ -57,6 +74,15 @@ struct stat Filesystem::root_attr() const {
     st.st_gid = owner_.gid;
     st.st_atim = st.st_mtim = st.st_ctim = to_timespec(mounted_at_);
     st.st_blksize = 1 << 20;
+    return st;
+}
+
+struct stat Filesystem::day_attr(std::int64_t day) const {
+    struct stat st = root_attr();
+    st.st_ino = day_ino(day);
+    // The day's own midnight (UTC): a folder's time should not move.
+    st.st_atim = st.st_mtim = st.st_ctim =
+        to_timespec(std::chrono::system_clock::time_point(std::chrono::seconds(day * 86400)));
     return st;
 }
 
@@ -75,9 +101,25 @@ struct stat Filesystem::file_attr(Ino ino, const InodeInfo& info) const {
 }
 
 WaitId Filesystem::lookup(Ino parent, const std::string& name, pid_t pid, EntryReply reply) {
+    if (const auto day = day_of(parent)) {
+        return listings_->list(*day, [this, day = *day, name, reply = std::move(reply)](DayListing l) {
+            lookup_listed(day, name, l, reply);
+        });
+    }
     if (parent != root_ino) {
         reply(entry_error(ENOENT));
         return 0;
+    }
+    if (listings_) {
+        // Any day, however old: such names never go upstream as recordings.
+        if (const auto day = parse_day(name)) {
+            EntryAnswer a;
+            a.ino = day_ino(*day);
+            a.attr = day_attr(*day);
+            a.timeout = std::chrono::duration<double>(listings_->config().ttl).count();
+            reply(a);
+            return 0;
+        }
     }
     auto recent = inodes_.recent_for(name, pid, clock_.now());
     // A download that failed is never served again: fetch afresh.
@@ -135,11 +177,41 @@ void Filesystem::answer_lookup(const std::string& name, const FetchResult& r, pi
     if (!reply(a) && a.ino) inodes_.forget(a.ino, 1, clock_.now());
 }
 
+void Filesystem::lookup_listed(std::int64_t day, const std::string& name, const DayListing& l,
+                               const EntryReply& reply) {
+    EntryAnswer a;
+    try {
+        if (l.error) {
+            a.error = l.error;
+        } else {
+            const auto& files = *l.files;
+            const auto it = std::lower_bound(files.begin(), files.end(), name,
+                                             [](const ListedFile& f, const std::string& n) { return f.name < n; });
+            // Not on this day: a negative entry for as long as the listing holds.
+            a.timeout = seconds_left(l.expires_at);
+            if (it != files.end() && it->name == name) {
+                a.ino = inodes_.acquire_listed(name, it->size, it->call_time, l.expires_at, true, clock_.now());
+                auto info = inodes_.find(a.ino);
+                a.attr = file_attr(a.ino, info ? *info : InodeInfo{name, it->size, it->call_time, l.expires_at, true});
+            }
+        }
+    } catch (...) {
+        a = entry_error(EIO);
+    }
+    (void)day;
+    if (!reply(a) && a.ino) inodes_.forget(a.ino, 1, clock_.now());
+}
+
 EntryAnswer Filesystem::getattr(Ino ino) {
     EntryAnswer a;
     a.ino = ino;
     if (ino == root_ino) {
         a.attr = root_attr();
+        a.timeout = 1.0;
+        return a;
+    }
+    if (const auto day = day_of(ino)) {
+        a.attr = day_attr(*day);
         a.timeout = 1.0;
         return a;
     }
@@ -154,7 +226,7 @@ EntryAnswer Filesystem::getattr(Ino ino) {
 }
 
 WaitId Filesystem::open(Ino ino, int flags, OpenReply reply) {
-    if (ino == root_ino) {
+    if (ino == root_ino || day_of(ino)) {
         reply(open_error(EISDIR));
         return 0;
     }
@@ -196,7 +268,27 @@ void Filesystem::answer_open(Ino ino, const InodeInfo& info, FetchResult r, cons
         reply(open_error(err));
         return;
     }
-    const bool same_time = after_failure || r.recording.mtime == info.mtime;
+    if (info.listed && r.recording.content->size() != info.size) {
+        // The listing's FileSize was wrong: the download wins. The inode keeps its
+        // number with the real size, and the kernel is told to drop what it holds.
+        const auto real = r.recording.content->size();
+        auto inos = inodes_.resize(info.name, info.size, info.mtime, real);
+        if (logger_) {
+            logger_->log(LogLevel::warning, "fetched " + info.name + ": " + std::to_string(real) +
+                                                " bytes, not the " + std::to_string(info.size) +
+                                                " its listing said");
+        }
+        if (!inos.empty() && invalidate_) {
+            fetcher_.schedule(clock_.now(), [this, inos = std::move(inos)] {
+                for (const Ino i : inos) invalidate_(i);
+            });
+        }
+        serve_open(ino, std::move(r.recording), reply);
+        return;
+    }
+    // A listed file's time is the listing's; a download of it made before the listing
+    // came may carry another. The bytes are the same recording.
+    const bool same_time = after_failure || info.listed || r.recording.mtime == info.mtime;
     if (r.recording.content->size() != info.size || !same_time) {
         // A new version under this inode's name: ESTALE makes the kernel look the
         // name up again, which gives the new version its own inode.
@@ -266,6 +358,39 @@ bool Filesystem::cancel(WaitId id) {
     return content && content->cancel_ready(wait.ready);
 }
 
+WaitId Filesystem::opendir(Ino ino, DirReply reply) {
+    const auto day = day_of(ino);
+    if (!day) {
+        int error = 0;
+        auto entries = readdir(ino, error);
+        reply(error, std::move(entries));
+        return 0;
+    }
+    return listings_->list(*day, [this, ino, reply = std::move(reply)](DayListing l) {
+        std::vector<DirEntry> out;
+        int error = l.error;
+        try {
+            if (!error) {
+                out.reserve(l.files->size() + 2);
+                out.push_back({".", ino, S_IFDIR});
+                out.push_back({"..", root_ino, S_IFDIR});
+                const auto now = clock_.now();
+                for (const auto& f : *l.files) {
+                    out.push_back({f.name, inodes_.acquire_listed(f.name, f.size, f.call_time, l.expires_at, false, now),
+                                   S_IFREG});
+                }
+            }
+        } catch (const std::bad_alloc&) {
+            error = ENOMEM;
+            out.clear();
+        } catch (...) {
+            error = EIO;
+            out.clear();
+        }
+        reply(error, std::move(out));
+    });
+}
+
 std::vector<DirEntry> Filesystem::readdir(Ino ino, int& error) {
     std::vector<DirEntry> out;
     if (ino != root_ino) {
@@ -287,11 +412,48 @@ std::vector<DirEntry> Filesystem::readdir(Ino ino, int& error) {
     for (auto& [name, rec] : listed) {
         out.push_back({name, inodes_.acquire(name, rec, false, now), S_IFREG});
     }
+    if (listings_) {
+        // The last listing_days days, with no call: each is listed when opened.
+        const auto today = listings_->today();
+        for (unsigned i = 0; i < listings_->config().days; ++i) {
+            const auto day = today - static_cast<std::int64_t>(i);
+            out.push_back({format_day(day), day_ino(day), S_IFDIR});
+        }
+    }
     return out;
 }
 
+std::optional<ListedFile> Filesystem::listed_file(Ino ino) const {
+    if (!listings_ || ino == root_ino || day_of(ino)) return std::nullopt;
+    const auto info = inodes_.find(ino);
+    if (!info || !info->listed) return std::nullopt;
+    return listings_->find(info->name);
+}
+
+namespace {
+
+// A listed file's metadata, by xattr name (after the prefix); note only when set.
+std::vector<std::pair<std::string, std::string>> listed_xattrs(const ListedFile& f) {
+    std::vector<std::pair<std::string, std::string>> out;
+    if (!f.md5.empty()) out.emplace_back("md5", f.md5);
+    if (!f.unique_id.empty()) out.emplace_back("unique_id", f.unique_id);
+    out.emplace_back("direction", f.direction);
+    out.emplace_back("source", f.source);
+    out.emplace_back("destination", f.destination);
+    if (!f.note.empty()) out.emplace_back("note", f.note);
+    return out;
+}
+
+}  // namespace
+
 std::string Filesystem::getxattr(Ino ino, const std::string& name, int& error) {
     error = 0;
+    if (auto f = listed_file(ino); f && name.rfind(xattr_prefix, 0) == 0) {
+        const auto key = name.substr(std::char_traits<char>::length(xattr_prefix));
+        for (auto& [k, v] : listed_xattrs(*f)) {
+            if (k == key) return v;
+        }
+    }
     if (ino == root_ino && name.rfind(xattr_prefix, 0) == 0) {
         const auto key = name.substr(std::char_traits<char>::length(xattr_prefix));
         for (const auto& [k, v] : stats_.snapshot()) {
@@ -304,6 +466,14 @@ std::string Filesystem::getxattr(Ino ino, const std::string& name, int& error) {
 
 std::string Filesystem::listxattr(Ino ino) {
     std::string list;
+    if (auto f = listed_file(ino)) {
+        for (const auto& [k, v] : listed_xattrs(*f)) {
+            list += xattr_prefix;
+            list += k;
+            list.push_back('\0');
+        }
+        return list;
+    }
     if (ino != root_ino) return list;
     for (const auto& [k, v] : stats_.snapshot()) {
         list += xattr_prefix;

@@ -367,16 +367,29 @@ void on_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, 0);
 }
 
+// A day folder's entries may need its listing first: the reply may come later.
+bool send_opendir(fuse_req_t req, fuse_file_info fi, int error, std::vector<DirEntry>&& entries) {
+    if (error) return fuse_reply_err(req, error) == 0;
+    std::unique_ptr<OpenDir> dir;
+    try {
+        dir = std::make_unique<OpenDir>(OpenDir{std::move(entries)});
+    } catch (...) {
+        fuse_reply_err(req, ENOMEM);
+        return false;
+    }
+    fi.fh = reinterpret_cast<uint64_t>(dir.get());
+    if (fuse_reply_open(req, &fi) != 0) return false;
+    [[maybe_unused]] auto* owned = dir.release();
+    return true;
+}
+
 void on_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, [&] {
-        int error = 0;
-        auto dir = std::make_unique<OpenDir>(OpenDir{fs_of(req).readdir(ino, error)});
-        if (error) {
-            fuse_reply_err(req, error);
-            return;
-        }
-        fi->fh = reinterpret_cast<uint64_t>(dir.get());
-        if (fuse_reply_open(req, fi) == 0) [[maybe_unused]] auto* owned = dir.release();
+        start_pending(req, [&](const std::shared_ptr<PendingReply>& pending) {
+            return fs_of(req).opendir(ino, [pending, info = *fi](int error, std::vector<DirEntry>&& entries) {
+                return pending->take() && send_opendir(pending->req(), info, error, std::move(entries));
+            });
+        });
     });
 }
 
