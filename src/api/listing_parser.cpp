@@ -182,6 +182,7 @@ void ListingParser::parse(const char* data, std::size_t size, bool terminate) {
 }
 
 void ListingParser::on_start(std::string_view name) {
+    if (utf8_.need > 0) throw malformed("text that is not UTF-8");
     ++depth_;
     if (depth_ == 1) {
         if (name != "XML") throw malformed("reply is not rooted at <XML>");
@@ -208,6 +209,7 @@ void ListingParser::on_start(std::string_view name) {
 }
 
 void ListingParser::on_end() {
+    if (utf8_.need > 0) throw malformed("text that is not UTF-8");
     if (depth_ == 3) field_ = -1;
     if (depth_ == 2) {
         in_error_ = false;
@@ -225,7 +227,36 @@ void ListingParser::on_end() {
     --depth_;
 }
 
+bool ListingParser::Utf8Check::feed(const char* text, std::size_t size) noexcept {
+    for (std::size_t i = 0; i < size; ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (need > 0) {
+            if (c < lo || c > hi) return false;
+            lo = 0x80;
+            hi = 0xBF;
+            --need;
+            continue;
+        }
+        if (c < 0x80) continue;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F;  // no surrogates
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
 void ListingParser::on_text(const char* text, std::size_t size) {
+    if (!utf8_.feed(text, size)) throw malformed("text that is not UTF-8");
     if (depth_ == 2 && in_error_) {
         append_bounded(error_text_, text, size);
     } else if (depth_ == 3 && in_record_ && field_ >= 0) {

@@ -116,6 +116,10 @@ TEST_CASE("a truncated, empty or foreign listing is malformed") {
     CHECK(errno_of("<html><body>down</body></html>") == EIO);
     CHECK(errno_of("<!DOCTYPE XML [<!ENTITY a 'b'>]><XML></XML>") == EIO);
     CHECK(errno_of("<XML><R><FileName>a</FileName></R>") == EIO);
+    // libxml2 2.9 lets bytes that are not UTF-8 through in a CDATA section (fuzz_listing).
+    CHECK(errno_of("<XML><R><FileName><![CDATA[a\xC1\x8C.WAV]]></FileName></R></XML>") == EIO);
+    CHECK(errno_of("<XML><R><FileName><![CDATA[a\xE2\x82]]></FileName></R></XML>") == EIO);
+    CHECK(errno_of("<XML><R><FileName><![CDATA[caf\xC3\xA9.WAV]]></FileName></R></XML>") == 0);
 }
 
 TEST_CASE("the listing parser stays failed after an error") {

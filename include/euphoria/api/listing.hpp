@@ -80,7 +80,16 @@ private:
     void on_end();
     void on_text(const char* text, std::size_t size);
 
+    // libxml2 2.9's push parser passes a CDATA section's bytes through unchecked:
+    // every text is checked to be UTF-8 here, across the pieces it comes in.
+    struct Utf8Check {
+        int need = 0;  // continuation bytes still due
+        unsigned char lo = 0x80, hi = 0xBF;  // the range of the next one
+        bool feed(const char* text, std::size_t size) noexcept;
+    };
+
     RecordHandler on_record_;
+    Utf8Check utf8_;
     std::unique_ptr<_xmlParserCtxt, ContextDeleter> ctxt_;
     std::exception_ptr failure_;
     std::uint64_t bytes_fed_ = 0;
