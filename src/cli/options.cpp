@@ -58,7 +58,7 @@ po::options_description mount_options() {
         ("listing-days", po::value<unsigned>(), "day folders the root shows, 0 to 3660 (default 31)")
         ("listing-page", po::value<unsigned>(), "records asked for per listing call, 1 to 10000 (default 500)")
         ("verify", po::value<std::string>(), "md5: a download whose MD5 is not the listing's is EIO (default: logged and counted only)")
-        ("nolisting", "no day folders: only names already known can be read");
+        ("nolisting", "no day folders and no by-id: only names already known can be read");
     return d;
 }
 

@@ -34,8 +34,8 @@ bool valid(int y, int mo, int d, int h, int mi, int sec) {
 }
 
 Seconds combine(int y, int mo, int d, int h, int mi, int sec) {
-    return days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 + h * 3600 +
-           mi * 60 + sec;
+    return days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 +
+           Seconds{h} * 3600 + Seconds{mi} * 60 + sec;
 }
 
 std::optional<DateStamp> iso(std::string_view text) {

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "euphoria/api/error.hpp"
+#include "euphoria/core/names.hpp"
+
 namespace euphoria::core {
 
 namespace {
@@ -101,13 +104,23 @@ struct stat Filesystem::file_attr(Ino ino, const InodeInfo& info) const {
 }
 
 WaitId Filesystem::lookup(Ino parent, const std::string& name, pid_t pid, EntryReply reply) {
+    if (listings_ && parent == by_id_ino) return lookup_by_id(name, std::move(reply));
     if (const auto day = day_of(parent)) {
-        return listings_->list(*day, [this, day = *day, name, reply = std::move(reply)](DayListing l) {
+        return listings_->list(*day, [this, day = *day, name, reply = std::move(reply)](const DayListing& l) {
             lookup_listed(day, name, l, reply);
         });
     }
     if (parent != root_ino) {
         reply(entry_error(ENOENT));
+        return 0;
+    }
+    if (listings_ && name == by_id_name) {
+        EntryAnswer a;
+        a.ino = by_id_ino;
+        a.attr = root_attr();
+        a.attr.st_ino = by_id_ino;
+        a.timeout = 1.0;
+        reply(a);
         return 0;
     }
     if (listings_) {
@@ -215,6 +228,23 @@ EntryAnswer Filesystem::getattr(Ino ino) {
         a.timeout = 1.0;
         return a;
     }
+    if (listings_ && ino == by_id_ino) {
+        a.attr = root_attr();
+        a.attr.st_ino = by_id_ino;
+        a.timeout = 1.0;
+        return a;
+    }
+    if (ino >= link_ino_base && ino < day_ino_base - 1) {
+        std::lock_guard lock(links_mutex_);
+        const auto it = links_.find(ino);
+        if (it == links_.end() || it->second.target.empty()) {
+            a.error = ENOENT;
+            return a;
+        }
+        a.attr = link_attr(ino, it->second.target);
+        a.timeout = seconds_left(it->second.until);
+        return a;
+    }
     auto info = inodes_.find(ino);
     if (!info) {
         a.error = ENOENT;
@@ -226,7 +256,7 @@ EntryAnswer Filesystem::getattr(Ino ino) {
 }
 
 WaitId Filesystem::open(Ino ino, int flags, OpenReply reply) {
-    if (ino == root_ino || day_of(ino)) {
+    if (ino == root_ino || day_of(ino) || (listings_ && ino == by_id_ino)) {
         reply(open_error(EISDIR));
         return 0;
     }
@@ -360,13 +390,25 @@ bool Filesystem::cancel(WaitId id) {
 
 WaitId Filesystem::opendir(Ino ino, DirReply reply) {
     const auto day = day_of(ino);
+    if (listings_ && ino == by_id_ino) {
+        std::vector<DirEntry> out{{".", by_id_ino, S_IFDIR}, {"..", root_ino, S_IFDIR}};
+        {
+            std::lock_guard lock(links_mutex_);
+            const auto now = clock_.now();
+            for (const auto& [link, l] : links_) {
+                if (!l.target.empty() && l.until > now) out.push_back({l.id, link, S_IFLNK});
+            }
+        }
+        reply(0, std::move(out));
+        return 0;
+    }
     if (!day) {
         int error = 0;
         auto entries = readdir(ino, error);
         reply(error, std::move(entries));
         return 0;
     }
-    return listings_->list(*day, [this, ino, reply = std::move(reply)](DayListing l) {
+    return listings_->list(*day, [this, ino, reply = std::move(reply)](const DayListing& l) {
         std::vector<DirEntry> out;
         int error = l.error;
         try {
@@ -414,6 +456,7 @@ std::vector<DirEntry> Filesystem::readdir(Ino ino, int& error) {
     }
     if (listings_) {
         // The last listing_days days, with no call: each is listed when opened.
+        out.push_back({by_id_name, by_id_ino, S_IFDIR});
         const auto today = listings_->today();
         for (unsigned i = 0; i < listings_->config().days; ++i) {
             const auto day = today - static_cast<std::int64_t>(i);
@@ -421,6 +464,119 @@ std::vector<DirEntry> Filesystem::readdir(Ino ino, int& error) {
         }
     }
     return out;
+}
+
+struct stat Filesystem::link_attr(Ino ino, const std::string& target) const {
+    struct stat st = root_attr();
+    st.st_ino = ino;
+    st.st_mode = S_IFLNK | 0777;
+    st.st_nlink = 1;
+    st.st_size = static_cast<off_t>(target.size());
+    return st;
+}
+
+std::optional<EntryAnswer> Filesystem::known_id(const std::string& id) {
+    std::lock_guard lock(links_mutex_);
+    const auto at = link_of_.find(id);
+    if (at == link_of_.end()) return std::nullopt;
+    const auto& l = links_.at(at->second);
+    if (l.until <= clock_.now()) return std::nullopt;
+    EntryAnswer a;
+    a.timeout = seconds_left(l.until);
+    if (!l.target.empty()) {  // else a negative entry: no such id, for the TTL
+        a.ino = at->second;
+        a.attr = link_attr(a.ino, l.target);
+    }
+    return a;
+}
+
+void Filesystem::remember_id(const std::string& id, std::string target, Clock::time_point until) {
+    std::lock_guard lock(links_mutex_);
+    if (links_.size() >= max_links) {
+        const auto now = clock_.now();
+        for (auto it = links_.begin(); it != links_.end();) {
+            if (it->second.until <= now) {
+                link_of_.erase(it->second.id);
+                it = links_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    auto [at, fresh] = link_of_.try_emplace(id, 0);
+    if (fresh) at->second = next_link_++;
+    links_[at->second] = Link{id, std::move(target), until};
+}
+
+WaitId Filesystem::lookup_by_id(const std::string& id, EntryReply reply) {
+    if (id.empty() || id.size() > max_name_bytes || id.front() == '.') {
+        reply(entry_error(ENOENT));
+        return 0;
+    }
+    if (auto known = known_id(id)) {
+        reply(*known);
+        return 0;
+    }
+    return fetcher_.call(
+        "by-id " + id,
+        [this, id](CallRunner& runner, api::CancelToken& cancel) { resolve_id(id, runner, cancel); },
+        [this, id, reply = std::move(reply)](const FetchResult& r) {
+            std::optional<EntryAnswer> known;
+            if (r.error == 0 || r.error == ENOENT) known = known_id(id);
+            EntryAnswer a = known ? *known : entry_error(r.error ? r.error : EIO);
+            reply(a);
+        });
+}
+
+void Filesystem::resolve_id(const std::string& id, CallRunner& runner, api::CancelToken& cancel) {
+    const auto& config = fetcher_.config();
+    ContentBuilder builder(
+        config.builder, [this](std::uint64_t bytes) { return cache_.reserve_memory(bytes); },
+        [this](std::uint64_t bytes) { return cache_.reserve_disk(bytes); });
+    std::string name;
+    try {
+        runner.once([&] { name = fetcher_.client().download_by_id(id, builder, cancel); });
+    } catch (const api::ApiError& e) {
+        builder.fail(EIO);
+        if (e.kind() == api::ErrorKind::not_found) remember_id(id, {}, clock_.now() + config.ttl);
+        throw;
+    }
+    // The name becomes a path component of the link: one safe component only.
+    const bool unsafe = name.empty() || name == "." || name == ".." || name.size() > max_name_bytes ||
+                        name.find('/') != std::string::npos || name.find('\0') != std::string::npos;
+    if (unsafe) {
+        builder.fail(EIO);
+        if (logger_) logger_->log(LogLevel::error, "by-id " + id + ": the reply's fileName is not a safe name");
+        throw api::ApiError(EIO, api::ErrorKind::malformed, "by-id reply with an unsafe fileName");
+    }
+    CachedRecording rec;
+    rec.content = builder.take();
+    const auto now = clock_.now();
+    rec.expires_at = now + config.ttl;
+    const auto epoch = call_time_from_name(name);
+    const auto listed = listings_ ? listings_->find(name) : std::nullopt;
+    rec.mtime = epoch ? std::chrono::system_clock::from_time_t(*epoch)
+                : listed ? listed->call_time
+                         : clock_.wall_now();
+    stats_.bytes_fetched.fetch_add(rec.content->size(), std::memory_order_relaxed);
+    cache_.insert(name, rec, now);
+    builder.finish();
+    if (logger_) {
+        logger_->log(LogLevel::info, "fetched by id " + id + ": " + name + ", " +
+                                         std::to_string(rec.content->size()) + " bytes");
+    }
+    remember_id(id, "../" + name, std::max(rec.expires_at, now + std::chrono::seconds(1)));
+}
+
+std::string Filesystem::readlink(Ino ino, int& error) {
+    std::lock_guard lock(links_mutex_);
+    const auto it = links_.find(ino);
+    if (it == links_.end() || it->second.target.empty()) {
+        error = ENOENT;
+        return {};
+    }
+    error = 0;
+    return it->second.target;
 }
 
 std::optional<ListedFile> Filesystem::listed_file(Ino ino) const {

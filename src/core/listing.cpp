@@ -18,8 +18,8 @@ using api::RecordField;
 
 // The widest UTC offsets in use: a day in our zone falls on server dates within
 // these of its own ends, whatever the server's zone.
-constexpr Seconds west_most = -12 * 3600;
-constexpr Seconds east_most = 14 * 3600;
+constexpr Seconds west_most = Seconds{-12} * 3600;
+constexpr Seconds east_most = Seconds{14} * 3600;
 
 std::int64_t floor_div(std::int64_t a, std::int64_t b) {
     return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));

@@ -327,7 +327,7 @@ std::optional<std::int64_t> parse_day(std::string_view t) {
 std::string format_day(std::int64_t days) {
     const auto c = civil_from_days(days);
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02u", static_cast<long long>(c.year), c.month, c.day);
+    static_cast<void>(std::snprintf(buf, sizeof buf, "%04lld-%02u-%02u", static_cast<long long>(c.year), c.month, c.day));
     return buf;
 }
 

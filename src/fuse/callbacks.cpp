@@ -417,6 +417,18 @@ void on_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     fuse_reply_err(req, 0);
 }
 
+void on_readlink(fuse_req_t req, fuse_ino_t ino) {
+    guarded(req, [&] {
+        int error = 0;
+        const auto target = fs_of(req).readlink(ino, error);
+        if (error) {
+            fuse_reply_err(req, error);
+        } else {
+            fuse_reply_readlink(req, target.c_str());
+        }
+    });
+}
+
 void on_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
     guarded(req, [&] {
         int error = 0;
@@ -484,6 +496,7 @@ const fuse_lowlevel_ops& operations() {
         o.readdir = on_readdir;
         o.releasedir = on_releasedir;
         o.getxattr = on_getxattr;
+        o.readlink = on_readlink;
         o.listxattr = on_listxattr;
         o.statfs = on_statfs;
         o.setattr = on_setattr;

@@ -185,6 +185,28 @@ class ListingTest(harness.E2ETestCase):
         self.assertEqual(read_file(m.path(name)), data)
         self.assertEqual(self.mock.calls(name), 1)
 
+    def test_by_id_readlink_then_read_is_one_call(self):
+        name = "pbx4-1606000000.1196632-1001.WAV"  # 2020-11-21, a day no other test uses
+        data = data_of(3000, 13)
+        self.mock.add(name, data)
+        self.mock.add_recordings([{"name": "../evil.WAV", "size": 100, "unique_id": "666.1"},
+                                  {"name": "a/b.WAV", "size": 100, "unique_id": "666.2"}])
+        m = self.mount("timezone=UTC")
+        link = os.path.join(m.path("by-id"), "1606000000.1196632")
+        self.assertEqual(os.readlink(link), "../" + name)
+        self.assertEqual(read_file(link), data)
+        stats = self.mock.stats()
+        self.assertEqual((stats["by_id_calls"], stats["total_calls"]), (1, 1))
+        self.assertIn("1606000000.1196632", os.listdir(m.path("by-id")))
+        # An unknown id is ENOENT, and the answer is kept for the TTL.
+        unknown = os.path.join(m.path("by-id"), "999.9")
+        self.assertEqual(errno_of(os.readlink, unknown), errno.ENOENT)
+        self.assertEqual(errno_of(os.readlink, unknown), errno.ENOENT)
+        self.assertEqual(self.mock.stats()["by_id_calls"], 2)
+        # A fileName that is not one safe path component is EIO.
+        for uid in ("666.1", "666.2"):
+            self.assertEqual(errno_of(os.readlink, os.path.join(m.path("by-id"), uid)), errno.EIO)
+
     @unittest.skipUnless(shutil.which("rsync"), "rsync is not installed")
     def test_rsync_twice_transfers_nothing_the_second_time(self):
         recs = {"pbx4-%d.2-%d.WAV" % (1605300000 + i * 100, i): data_of(2000 + i, i) for i in range(3)}

@@ -139,6 +139,9 @@ public:
     void shutdown();
 
     const FetcherConfig& config() const noexcept { return config_; }
+    // For a Call's own upstream calls (through its CallRunner).
+    api::Client& client() noexcept { return client_; }
+    ContentCache& cache() noexcept { return cache_; }
 
     // The downloads that readers were let into and that are still arriving, for
     // readdir: not yet in the cache, yet already answered to a stat.

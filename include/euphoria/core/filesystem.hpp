@@ -96,6 +96,12 @@ public:
         return day_ino_base + static_cast<Ino>(day + day_ino_offset);
     }
     std::optional<std::int64_t> day_of(Ino ino) const noexcept;
+    // by-id/: a symlink per unique id, to ../fileName.
+    static constexpr Ino by_id_ino = day_ino_base - 1;
+    static constexpr Ino link_ino_base = Ino{1} << 61;
+    static constexpr const char* by_id_name = "by-id";
+    // A by-id link's target ("../fileName"), or an errno.
+    std::string readlink(Ino ino, int& error);
     // Root xattrs: the counters. Returns the value, or sets error (ENODATA...).
     std::string getxattr(Ino ino, const std::string& name, int& error);
     std::string listxattr(Ino ino);
@@ -116,6 +122,13 @@ private:
     void lookup_listed(std::int64_t day, const std::string& name, const DayListing& l,
                        const EntryReply& reply);
     std::optional<ListedFile> listed_file(Ino ino) const;
+    struct stat link_attr(Ino ino, const std::string& target) const;
+    WaitId lookup_by_id(const std::string& id, EntryReply reply);
+    // The by-id job: one DownloadCallRecordingByUniqueId, cached under its fileName.
+    void resolve_id(const std::string& id, CallRunner& runner, api::CancelToken& cancel);
+    // What is known of `id` now: a link, a negative answer, or nothing.
+    std::optional<EntryAnswer> known_id(const std::string& id);
+    void remember_id(const std::string& id, std::string target, Clock::time_point until);
     struct stat file_attr(Ino ino, const InodeInfo& info) const;
     double seconds_left(Clock::time_point until);
     void answer_lookup(const std::string& name, const FetchResult& r, pid_t pid,
@@ -141,6 +154,18 @@ private:
     Invalidate invalidate_;  // set before requests are served, read-only after
     Listings* listings_ = nullptr;  // the same
     Logger* logger_ = nullptr;      // the same
+
+    struct Link {
+        std::string id;
+        std::string target;  // "../fileName"; empty: no such id (a negative answer)
+        Clock::time_point until{};
+    };
+    // Guards links_, link_of_ and next_link_. A leaf lock.
+    mutable std::mutex links_mutex_;
+    std::unordered_map<Ino, Link> links_;
+    std::unordered_map<std::string, Ino> link_of_;  // by id
+    Ino next_link_ = link_ino_base;
+    static constexpr std::size_t max_links = 65536;  // past it, expired ones go
     // Guards reads_ and next_read_. A leaf lock: never held while calling a Content.
     std::mutex reads_mutex_;
     std::unordered_map<WaitId, ReadWait> reads_;
