@@ -419,7 +419,7 @@ WaitId Filesystem::opendir(Ino ino, DirReply reply) {
                 const auto now = clock_.now();
                 for (const auto& f : *l.files) {
                     out.push_back({f.name, inodes_.acquire_listed(f.name, f.size, f.call_time, l.expires_at, false, now),
-                                   S_IFREG});
+                                   S_IFREG, true, f.size, f.call_time, l.expires_at});
                 }
             }
         } catch (const std::bad_alloc&) {
@@ -431,6 +431,20 @@ WaitId Filesystem::opendir(Ino ino, DirReply reply) {
         }
         reply(error, std::move(out));
     });
+}
+
+EntryAnswer Filesystem::plus_entry(const DirEntry& entry) {
+    EntryAnswer a;
+    if (!entry.listed) {
+        a.attr.st_ino = entry.ino;
+        a.attr.st_mode = entry.mode;
+        return a;
+    }
+    a.ino = inodes_.acquire_listed(entry.name, entry.size, entry.mtime, entry.expires_at, true, clock_.now());
+    const auto info = inodes_.find(a.ino);
+    a.attr = file_attr(a.ino, info ? *info : InodeInfo{entry.name, entry.size, entry.mtime, entry.expires_at, true});
+    a.timeout = seconds_left(entry.expires_at);
+    return a;
 }
 
 std::vector<DirEntry> Filesystem::readdir(Ino ino, int& error) {

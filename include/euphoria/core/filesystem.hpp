@@ -48,6 +48,11 @@ struct DirEntry {
     std::string name;
     Ino ino;
     mode_t mode;
+    // A day folder's file: what readdirplus needs to answer its lookup as well.
+    bool listed = false;
+    std::uint64_t size = 0;
+    std::chrono::system_clock::time_point mtime{};
+    Clock::time_point expires_at{};
 };
 
 // Replies return whether the kernel got the answer; false (the request was
@@ -89,6 +94,10 @@ public:
     // readdir for any folder: a day folder may need its listing first, so `reply`
     // may run later. Returns the wait to cancel, or 0 when `reply` already ran.
     WaitId opendir(Ino ino, DirReply reply);
+    // For readdirplus, as the entry goes out: a listed file's lookup (counted, as
+    // the kernel will forget it), or for any other entry ino 0, which the kernel
+    // takes as a plain entry with no lookup.
+    EntryAnswer plus_entry(const DirEntry& entry);
     // Day folders' inodes: fixed numbers, far above any recording's.
     static constexpr Ino day_ino_base = Ino{1} << 62;
     static constexpr std::int64_t day_ino_offset = std::int64_t{1} << 40;
