@@ -5,6 +5,10 @@
 #include <future>
 #include <thread>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "euphoria/core/filesystem.hpp"
 #include "euphoria/core/listing.hpp"
 #include "euphoria/core/md5.hpp"
 #include "fetcher_rig.hpp"
@@ -311,4 +315,106 @@ TEST_CASE("MD5 of a download is checked against the listing's") {
     CHECK(rig.get("y.WAV").error == 0);
     CHECK(rig.stats.md5_mismatches.load() == 0);
     rig.fetcher->shutdown();
+}
+
+namespace {
+
+template <class T>
+struct Waited {
+    std::shared_ptr<std::promise<T>> p = std::make_shared<std::promise<T>>();
+    T get() { return p->get_future().get(); }
+};
+
+core::EntryAnswer lookup(core::Filesystem& fs, core::Ino parent, const std::string& name) {
+    Waited<core::EntryAnswer> w;
+    fs.lookup(parent, name, 1, [p = w.p](const core::EntryAnswer& a) {
+        p->set_value(a);
+        return true;
+    });
+    return w.get();
+}
+
+}  // namespace
+
+TEST_CASE("day folders through the Filesystem: lookups, entries, xattrs, and the download wins",
+          "[core][listing][fs]") {
+    ListingRig r("UTC");
+    const std::string bytes = bytes_of(5000, 'd');
+    r.server.records = {{"a.WAV", late_utc, "6000", "0", "", "0123456789abcdef0123456789abcdef"},
+                        {"b.WAV", late_utc + 1, "5000"}};
+    r.rig.client.script("a.WAV", {FakeReply::ok(bytes)});
+    core::Filesystem fs(*r.rig.fetcher, *r.rig.cache, r.rig.stats, r.rig.clock, core::Ownership{});
+    std::vector<core::Ino> invalidated;
+    std::mutex m;
+    fs.on_invalidate([&](core::Ino ino) {
+        std::lock_guard lock(m);
+        invalidated.push_back(ino);
+    });
+    fs.enable_listing(*r.listings, r.rig.logger);
+
+    // The root: a day is a folder, found without a call; by-id too.
+    const auto day = lookup(fs, core::root_ino, "2020-10-23");
+    REQUIRE(day.error == 0);
+    CHECK(S_ISDIR(day.attr.st_mode));
+    CHECK(day.ino == core::Filesystem::day_ino(*core::parse_day("2020-10-23")));
+    CHECK(S_ISDIR(lookup(fs, core::root_ino, core::Filesystem::by_id_name).attr.st_mode));
+    CHECK(r.calls() == 0);
+    int error = 0;
+    const auto root = fs.readdir(core::root_ino, error);
+    CHECK(std::count_if(root.begin(), root.end(), [](const core::DirEntry& e) { return S_ISDIR(e.mode); }) ==
+          2 + 1 + 31);
+
+    // A file of the day: the listing's size and call time, no download.
+    const auto a = lookup(fs, day.ino, "a.WAV");
+    REQUIRE(a.error == 0);
+    CHECK(a.attr.st_size == 6000);
+    CHECK(a.attr.st_mtime == late_utc);
+    CHECK((a.attr.st_mode & 0777) == 0444);
+    CHECK(r.rig.client.calls("a.WAV") == 0);
+    const auto missing = lookup(fs, day.ino, "zzz.WAV");
+    CHECK(missing.error == 0);
+    CHECK(missing.ino == 0);  // a negative entry
+    CHECK(fs.getxattr(a.ino, "user.euphoria.md5", error) == "0123456789abcdef0123456789abcdef");
+    CHECK(error == 0);
+    CHECK(fs.getxattr(a.ino, "user.euphoria.direction", error) == "Inbound");
+    fs.getxattr(a.ino, "user.euphoria.note", error);
+    CHECK(error == ENODATA);
+
+    Waited<std::vector<core::DirEntry>> entries;
+    fs.opendir(day.ino, [p = entries.p](int err, std::vector<core::DirEntry>&& e) {
+        REQUIRE(err == 0);
+        p->set_value(std::move(e));
+        return true;
+    });
+    const auto listed = entries.get();
+    REQUIRE(listed.size() == 4);
+    CHECK(listed[2].name == "a.WAV");
+    CHECK(fs.plus_entry(listed[2]).ino == a.ino);
+    CHECK(fs.plus_entry(listed[0]).ino == 0);  // "." goes out without a lookup
+
+    // Opening it downloads by name: 5000 bytes, not 6000. The same inode, resized.
+    Waited<core::OpenAnswer> opened;
+    fs.open(a.ino, O_RDONLY, [p = opened.p](core::OpenAnswer&& o) {
+        p->set_value(std::move(o));
+        return true;
+    });
+    const auto o = opened.get();
+    REQUIRE(o.error == 0);
+    CHECK(o.recording.content->size() == 5000);
+    CHECK(fs.getattr(a.ino).attr.st_size == 5000);
+    for (int i = 0; i < 500; ++i) {
+        {
+            std::lock_guard lock(m);
+            if (!invalidated.empty()) break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    {
+        std::lock_guard lock(m);
+        CHECK(invalidated == std::vector<core::Ino>{a.ino});
+    }
+    // The root's lookup of the name is the same download: a cache hit.
+    CHECK(lookup(fs, core::root_ino, "a.WAV").ino == a.ino);
+    CHECK(r.rig.client.calls("a.WAV") == 1);
+    r.rig.fetcher->shutdown();
 }
