@@ -120,6 +120,20 @@ class ListingTest(harness.E2ETestCase):
         subprocess.run(["ls", "-l", m.path("2020-11-05")], check=True, capture_output=True)
         self.assertEqual(self.mock.stats()["total_calls"], 3)
 
+    def test_20000_records_list_in_bounded_memory(self):
+        t0 = 1606176000  # 2020-11-24 00:00 UTC
+        self.mock.add_recordings([{"name": "big-%05d.WAV" % i, "size": 100, "call_time": t0 + i * 4}
+                                  for i in range(20000)], checksums=False)
+        # Pages of 10,000 records, some 6 MB of XML each: a DOM of one would cost
+        # several times that.
+        m = self.mount("timezone=UTC", "listing_page=10000")
+        before = harness.rss_peak_kb(m.pid)
+        self.assertEqual(len(os.listdir(m.path("2020-11-24"))), 20000)
+        grown_mb = (harness.rss_peak_kb(m.pid) - before) / 1024
+        self.assertEqual(self.listing_calls(), 3)  # 10,000, 10,000, then none
+        # The names and fields of 20,000 records, and their inodes: a few MB each.
+        self.assertLess(grown_mb, 40, "the daemon's peak RSS grew %.1f MB" % grown_mb)
+
     def test_concurrent_ls_of_one_day_share_calls(self):
         self.mock.add_recordings([{"name": "c%d.WAV" % i, "size": 100, "call_time": 1605000000 + i}
                                   for i in range(3)])  # 2020-11-10
