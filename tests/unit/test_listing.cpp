@@ -63,10 +63,11 @@ struct FakeServer {
                 const auto c = core::civil_from_days(days);
                 const auto s = r.utc % 86400;
                 char buf[64];
-                std::snprintf(buf, sizeof buf, "%04lld-%02u-%02u %02lld:%02lld:%02lldZ",
-                              static_cast<long long>(c.year), c.month, c.day,
-                              static_cast<long long>(s / 3600), static_cast<long long>(s / 60 % 60),
-                              static_cast<long long>(s % 60));
+                static_cast<void>(std::snprintf(buf, sizeof buf, "%04lld-%02u-%02u %02lld:%02lld:%02lldZ",
+                                                static_cast<long long>(c.year), c.month, c.day,
+                                                static_cast<long long>(s / 3600),
+                                                static_cast<long long>(s / 60 % 60),
+                                                static_cast<long long>(s % 60)));
                 rec[RecordField::date_stamp] = buf;
             }
             on_record(rec);
