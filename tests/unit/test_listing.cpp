@@ -419,3 +419,29 @@ TEST_CASE("day folders through the Filesystem: lookups, entries, xattrs, and the
     CHECK(r.rig.client.calls("a.WAV") == 1);
     r.rig.fetcher->shutdown();
 }
+
+TEST_CASE("an API without GetCallRecordings is EOPNOTSUPP, logged once") {
+    struct CountingLogger final : core::Logger {
+        std::mutex m;
+        int unsupported = 0;
+        void log(core::LogLevel, std::string_view message) override {
+            std::lock_guard lock(m);
+            if (message.find("Action Name Not Found") != std::string_view::npos) ++unsupported;
+        }
+    } logger;
+    ListingRig r("UTC");
+    r.rig.client.lister = [](const api::ListingQuery&, const api::RecordHandler&) -> std::size_t {
+        throw api::ApiError(EOPNOTSUPP, api::ErrorKind::rejected, "Action Name Not Found");
+    };
+    const core::ListingConfig config;
+    core::Listings listings(r.rig.client, *r.rig.fetcher, r.rig.clock, r.rig.stats, logger,
+                            core::TimeZone::utc(), config);
+    for (const char* day : {"2020-10-23", "2020-10-24", "2020-10-23"}) {
+        std::promise<core::DayListing> p;
+        listings.list(*core::parse_day(day), [&p](core::DayListing l) { p.set_value(std::move(l)); });
+        CHECK(p.get_future().get().error == EOPNOTSUPP);
+    }
+    CHECK(r.calls() == 3);  // an error is not cached
+    std::lock_guard lock(logger.m);
+    CHECK(logger.unsupported == 1);
+}
