@@ -13,6 +13,8 @@ EUPHORIA_DEPS=(
   python3 openssl ca-certificates sox espeak-ng attr
   groff-base man-db mandoc dpkg-dev file rpm lintian
   clang clang-tidy
+  # The pcm/ view: libgsm decodes GSM 6.10.
+  libgsm1-dev
 )
 
 # What differs: clang's runtime (libFuzzer, the sanitizers) is versioned. 12's clang

@@ -1,6 +1,7 @@
 #include "euphoria/api/pipeline.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -12,11 +13,18 @@ namespace {
 // whole ring's worth at a time, keeps the producer (and so the socket) moving while
 // the consumer works.
 constexpr std::size_t max_take = std::size_t{512} << 10;
+// TLS hands libcurl one record (16 KiB) at a time. Waking the consumer for each would
+// cost two context switches per 12 KiB decoded; it waits for this much instead, or
+// for `linger` once anything is there, so a slow link still sees its first bytes at
+// once.
+constexpr std::size_t min_take = std::size_t{128} << 10;
+constexpr auto linger = std::chrono::milliseconds(1);
 
 }  // namespace
 
 ByteStage::ByteStage(Consumer consume, StopHook on_failure, std::size_t capacity)
     : capacity_(std::max<std::size_t>(capacity, 1)),
+      batch_(std::min(min_take, capacity_)),
       ring_(std::make_unique_for_overwrite<char[]>(capacity_)),
       consume_(std::move(consume)),
       on_failure_(std::move(on_failure)),
@@ -42,11 +50,16 @@ bool ByteStage::push(const char* data, std::size_t size) {
         }
         // Outside the lock: [head, head + n) is free room only the producer writes.
         std::memcpy(ring_.get() + head % capacity_, data, n);
+        bool wake = false;
         {
             std::lock_guard lock(mutex_);
+            const auto before = head - tail_;
             head_ = head + n;
+            // The consumer sleeps without a timeout only on an empty ring, and lingers
+            // otherwise until a batch is there.
+            wake = before == 0 || (before < batch_ && head_ - tail_ >= batch_);
         }
-        changed_.notify_all();
+        if (wake) changed_.notify_all();
         data += n;
         size -= n;
     }
@@ -80,6 +93,9 @@ void ByteStage::run() noexcept {
             {
                 std::unique_lock lock(mutex_);
                 changed_.wait(lock, [&] { return abandoned_ || ended_ || head_ != tail_; });
+                changed_.wait_for(lock, linger, [&] {
+                    return abandoned_ || ended_ || head_ - tail_ >= batch_;
+                });
                 if (abandoned_ || head_ == tail_) return;  // abandoned, or ended and drained
                 tail = tail_;
                 const auto at = static_cast<std::size_t>(tail % capacity_);

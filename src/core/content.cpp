@@ -91,6 +91,12 @@ long Content::read(void* buf, std::size_t size, std::uint64_t offset) const {
     return static_cast<long>(n);
 }
 
+UniqueFd Content::share_arrived(std::uint64_t end) const {
+    std::lock_guard lock(mutex_);
+    if (error_ || !storage_->fd || arrived_ < end) return UniqueFd{};
+    return UniqueFd{::fcntl(storage_->fd.get(), F_DUPFD_CLOEXEC, 0)};
+}
+
 Content::ReadyId Content::when_ready(std::uint64_t end, Ready ready) const {
     int error = 0;
     {

@@ -22,6 +22,12 @@ struct Fetcher::Job {
     // Set once the size is known and readers may open the growing content: later
     // fetches are answered with it at once. Cleared if the download fails.
     std::optional<CachedRecording> published;
+    // A published download that met a full tenant on a retry waits in the queue with
+    // its builder: its readers keep the bytes they have, and the next attempt is
+    // checked against them. Given up, and its readers answered EIO, once the tenant
+    // stays full for busy_timeout after kept_since.
+    std::unique_ptr<ContentBuilder> kept;
+    std::optional<Clock::time_point> kept_since;
     bool running = false;
     Call call;  // set for a job that is not a download by name
 };
@@ -130,6 +136,7 @@ void Fetcher::run(Due& due) {
     for (auto& [done, result] : due.answers) done(std::move(result));
     for (auto& task : due.tasks) task();
     for (auto& line : due.warnings) logger_.log(LogLevel::warning, line);
+    due.dropped.clear();  // fails their contents: EIO to the readers still waiting
     due = {};
 }
 
@@ -394,9 +401,28 @@ Clock::time_point Fetcher::next_deadline() const {
             for (const auto& w : job->waiters) {
                 next = std::min(next, std::max(w.joined, *busy_since) + config_.busy_timeout);
             }
+            if (const auto at = kept_deadline(*job)) next = std::min(next, *at);
         }
     }
     return next;
+}
+
+std::optional<Clock::time_point> Fetcher::kept_deadline(const Job& job) const {
+    const auto busy_since = budget_.busy_since();
+    if (!job.kept || !job.kept_since || !busy_since) return std::nullopt;
+    return std::max(*job.kept_since, *busy_since) + config_.busy_timeout;
+}
+
+bool Fetcher::give_up_kept(const JobPtr& job, Clock::time_point now, Due& due) {
+    const auto deadline = kept_deadline(*job);
+    if (!deadline || now < *deadline) return false;
+    forget_job(job);
+    job->published.reset();
+    due.dropped.push_back(std::move(job->kept));
+    due.warnings.push_back("gave up on " + job->name + " for its readers: the tenant's API slots "
+                           "stayed busy for busy_timeout (" +
+                           std::to_string(millis(config_.busy_timeout)) + " ms)");
+    return true;
 }
 
 bool Fetcher::lose_patience(Job& job, Clock::time_point now, Due& due) {
@@ -435,11 +461,13 @@ Fetcher::Due Fetcher::expire(Clock::time_point now) {
         if (job->waiters.empty() && job->orphaned_at) {
             if (now < *job->orphaned_at + config_.interrupt_grace) continue;
             forget_job(job);
+            if (job->kept) due.dropped.push_back(std::move(job->kept));
             // A running one is cancelled outside mutex_.
             if (job->running) due.cancels.push_back(job);
             continue;
         }
         if (job->running) continue;
+        if (give_up_kept(job, now, due)) continue;
         // Every caller ran out of patience: nobody wants the job any more.
         if (lose_patience(*job, now, due)) forget_job(job);
     }
@@ -510,11 +538,20 @@ void Fetcher::work() {
             budget_.on_exceeded(epoch, at, jitter_ ? jitter_() : 0.5);
             const auto it = jobs_.find(job->name);
             const bool wanted = it != jobs_.end() && it->second == job;
-            if (wanted && lose_patience(*job, at, due)) {
-                forget_job(job);
-            } else if (wanted) {
-                queue_.push_front(job);  // keeps its place: first in, first out
-                stats_.queued.store(queue_.size());
+            if (finished) {
+                job->kept = std::move(finished);
+                if (!job->kept_since) job->kept_since = at;
+            }
+            if (!wanted) {
+                job->published.reset();
+                if (job->kept) due.dropped.push_back(std::move(job->kept));
+            } else if (!give_up_kept(job, at, due)) {
+                if (lose_patience(*job, at, due) && !job->kept) {
+                    forget_job(job);
+                } else {
+                    queue_.push_front(job);  // keeps its place: first in, first out
+                    stats_.queued.store(queue_.size());
+                }
             }
         } else {
             if (admitted) budget_.on_admitted();
@@ -592,12 +629,19 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
     const auto mtime = call_time ? std::chrono::system_clock::from_time_t(*call_time)
                        : hint && hint->call_time ? *hint->call_time
                                                  : wall_started;
-    auto made = std::make_unique<ContentBuilder>(
-        config_.builder, [this](std::uint64_t bytes) { return cache_.reserve_memory(bytes); },
-        [this](std::uint64_t bytes) { return cache_.reserve_disk(bytes); },
-        [this, &job, mtime](std::shared_ptr<const Content> content) {
-            publish(job, std::move(content), mtime);
-        });
+    std::unique_ptr<ContentBuilder> made;
+    {
+        std::lock_guard lock(mutex_);
+        made = std::move(job.kept);
+    }
+    if (!made) {
+        made = std::make_unique<ContentBuilder>(
+            config_.builder, [this](std::uint64_t bytes) { return cache_.reserve_memory(bytes); },
+            [this](std::uint64_t bytes) { return cache_.reserve_disk(bytes); },
+            [this, &job, mtime](std::shared_ptr<const Content> content) {
+                publish(job, std::move(content), mtime);
+            });
+    }
     ContentBuilder& builder = *made;
     std::uint64_t announced = 0;  // the size readers were told, if they were let in
     AdmissionSink admission_sink(builder, [this] { note_admission(); });
@@ -666,7 +710,11 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
         admitted = !admission_sink.reported();
         return Outcome::finished;
     } catch (const TenantFull&) {
-        unpublish(job, builder, EIO);
+        if (builder.published()) {
+            finished = std::move(made);  // its readers wait for the next attempt
+        } else {
+            unpublish(job, builder, EIO);
+        }
         logger_.log(LogLevel::info, "call for " + job.name + ": the tenant is full (" +
                                         "Concurrent API Calls Exceeded); waiting");
         return Outcome::busy;

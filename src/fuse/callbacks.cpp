@@ -298,15 +298,26 @@ void on_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 // still be growing, and move to disk meanwhile. Never a short read that looks like
 // the end of the file.
 void reply_copied(fuse_req_t req, const core::Content& content, std::uint64_t off, std::size_t n) {
-    std::vector<char> buf(n);
-    const long got = content.read(buf.data(), n, off);
+    // Not zeroed: every byte is overwritten, or the reply is an error.
+    const std::unique_ptr<char[]> buf(new char[n]);
+    const long got = content.read(buf.get(), n, off);
     if (got < 0) {
         fuse_reply_err(req, static_cast<int>(-got));
     } else if (static_cast<std::size_t>(got) != n) {
         fuse_reply_err(req, EIO);
     } else {
-        fuse_reply_buf(req, buf.data(), n);
+        fuse_reply_buf(req, buf.get(), n);
     }
+}
+
+// libfuse splices from the file when it can: the kernel moves page-cache pages
+// instead of the daemon copying them out and back in.
+void reply_from_fd(fuse_req_t req, int fd, std::uint64_t off, std::size_t n) {
+    fuse_bufvec buf = FUSE_BUFVEC_INIT(n);
+    buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    buf.buf[0].fd = fd;
+    buf.buf[0].pos = static_cast<off_t>(off);
+    fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
 // A read of a recording still arriving: answered once its own range is there, from
@@ -319,6 +330,8 @@ void read_growing(fuse_req_t req, const std::shared_ptr<const core::Content>& co
             try {
                 if (error) {
                     fuse_reply_err(pending->req(), error);
+                } else if (const auto fd = content->share_arrived(off + n)) {
+                    reply_from_fd(pending->req(), fd.get(), off, n);
                 } else {
                     reply_copied(pending->req(), *content, off, n);
                 }
@@ -352,12 +365,7 @@ void on_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
             reply_copied(req, content, static_cast<std::uint64_t>(off), n);
             return;
         }
-        // The disk tier: libfuse splices from the cache file when it can.
-        fuse_bufvec buf = FUSE_BUFVEC_INIT(n);
-        buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-        buf.buf[0].fd = content.fd();
-        buf.buf[0].pos = off;
-        fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+        reply_from_fd(req, content.fd(), static_cast<std::uint64_t>(off), n);
     });
 }
 

@@ -519,7 +519,7 @@ def check_spec(c):
                    "%{_sbindir}/mount.euphoria", "%{_mandir}/man8/mount.euphoria.8*"]:
         c.check(needle in spec, "the spec lacks %r" % needle)
     for dep in ["cmake", "gcc-c++", "fuse3-devel", "libcurl-devel", "libxml2-devel", "boost-devel",
-                "catch-devel"]:
+                "gsm-devel", "catch-devel"]:
         c.check(re.search(r"^BuildRequires:\s*%s(?!\S)" % re.escape(dep), spec, re.M) is not None,
                 "the spec lacks BuildRequires: " + dep)
     rpmspec = optional_tool("rpmspec", "rpm")

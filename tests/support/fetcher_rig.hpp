@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "euphoria/core/fetcher.hpp"
 #include "fakes.hpp"
@@ -44,6 +45,16 @@ inline std::string riff_of(std::size_t total) {
     s.replace(0, 4, "RIFF");
     for (int i = 0; i < 4; ++i) s[4 + i] = static_cast<char>((riff >> (8 * i)) & 0xff);
     return s;
+}
+
+// Polls `done` for up to 5 real seconds.
+template <class F>
+bool eventually(F done) {
+    for (int i = 0; i < 5000; ++i) {
+        if (done()) return true;
+        std::this_thread::sleep_for(1ms);
+    }
+    return done();
 }
 
 struct Rig {

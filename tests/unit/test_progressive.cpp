@@ -76,11 +76,7 @@ struct Answer {
 
 // The failed job is done with: a caller from now on starts a new download.
 bool eventually_idle(Rig& rig) {
-    for (int i = 0; i < 5000; ++i) {
-        if (rig.stats.in_flight.load() == 0 && rig.stats.queued.load() == 0) return true;
-        std::this_thread::sleep_for(1ms);
-    }
-    return false;
+    return eventually([&] { return rig.stats.in_flight.load() == 0 && rig.stats.queued.load() == 0; });
 }
 
 std::string read_range(const core::Content& c, std::uint64_t off, std::size_t n) {
@@ -617,4 +613,72 @@ TEST_CASE("readdir lists a recording that a lookup answered while it still arriv
     for (const auto& d : fs.readdir(core::root_ino, error)) names.push_back(d.name);
     CHECK(names == std::vector<std::string>{".", "..", "arriving.WAV"});  // once, from the cache
     rig.fetcher->shutdown();
+}
+
+TEST_CASE("a full tenant on the retry of a published download keeps its readers",
+          "[core][progressive][fetcher][budget]") {
+    Rig rig;
+    const auto bytes = riff_of(100000);
+    const auto busy = FakeReply::fail(EAGAIN, api::ErrorKind::busy);
+    rig.client.script("busy.WAV", {FakeReply::cut(bytes, 40000), busy, FakeReply::ok(bytes)});
+    rig.client.hold_after_first_chunk();
+    auto early = rig.fetcher->get("busy.WAV", nullptr, core::Fetcher::Until::answered);
+    REQUIRE(early.error == 0);
+    const auto content = early.recording.content;
+    Answer before_cut, past_cut;
+    content->when_ready(30000, before_cut.ready());
+    REQUIRE(content->when_ready(90000, past_cut.ready()) != 0);
+    rig.client.release();
+    CHECK(before_cut.wait() == 0);
+    REQUIRE(eventually([&] { return rig.stats.exceeded_replies == 1; }));
+    // The tenant's pause: the readers wait, with the bytes they had.
+    std::this_thread::sleep_for(20ms);
+    CHECK_FALSE(past_cut.given());
+    CHECK_FALSE(content->failed());
+    CHECK(read_range(*content, 0, 30000) == bytes.substr(0, 30000));
+    // A later open joins the same download.
+    auto joined = rig.fetcher->get("busy.WAV", nullptr, core::Fetcher::Until::answered);
+    REQUIRE(joined.error == 0);
+    CHECK(joined.recording.content == content);
+    rig.clock.advance(1s);
+    CHECK(past_cut.wait() == 0);
+    auto whole = rig.get("busy.WAV");
+    REQUIRE(whole.error == 0);
+    CHECK(whole.recording.content == content);
+    CHECK(read_all(*content) == bytes);
+    CHECK(rig.client.calls("busy.WAV") == 3);
+}
+
+TEST_CASE("readers of a published download get EIO once the tenant stays full for busy_timeout",
+          "[core][progressive][fetcher][budget]") {
+    Rig rig([](core::FetcherConfig& c) { c.busy_timeout = 10s; });
+    const auto bytes = riff_of(100000);
+    rig.client.script("full.WAV", {FakeReply::cut(bytes, 40000),
+                                   FakeReply::fail(EAGAIN, api::ErrorKind::busy)});
+    rig.client.hold_after_first_chunk();
+    auto early = rig.fetcher->get("full.WAV", nullptr, core::Fetcher::Until::answered);
+    REQUIRE(early.error == 0);
+    const auto content = early.recording.content;
+    Answer past_cut;
+    REQUIRE(content->when_ready(90000, past_cut.ready()) != 0);
+    rig.client.release();
+    REQUIRE(eventually([&] { return rig.stats.exceeded_replies == 1; }));
+    for (int i = 0; i < 9; ++i) {
+        rig.clock.advance(1s);
+        std::this_thread::sleep_for(3ms);
+    }
+    CHECK_FALSE(past_cut.given());
+    const auto calls_before = rig.client.calls("full.WAV");
+    CHECK(calls_before >= 3);  // the cut one, then busy replies, paused each time
+    rig.clock.advance(2s);
+    CHECK(past_cut.wait() == EIO);
+    CHECK(content->failed());
+    // Nothing cached; once the tenant has room, a new open downloads afresh.
+    REQUIRE(eventually_idle(rig));
+    rig.client.script("full.WAV", {FakeReply::ok(bytes)});
+    rig.clock.advance(10s);  // past the mount's pause after the last busy reply
+    auto again = rig.get("full.WAV");
+    REQUIRE(again.error == 0);
+    CHECK(again.recording.content != content);
+    CHECK(read_all(*again.recording.content) == bytes);
 }

@@ -17,6 +17,7 @@
 
 using namespace euphoria;
 using namespace std::chrono_literals;
+using test::eventually;
 using test::bytes_of;
 using test::FakeReply;
 using test::read_all;
@@ -24,16 +25,6 @@ using test::riff_of;
 using test::Rig;
 
 namespace {
-
-// Polls `done` for up to 5 real seconds.
-template <class F>
-bool eventually(F done) {
-    for (int i = 0; i < 5000; ++i) {
-        if (done()) return true;
-        std::this_thread::sleep_for(1ms);
-    }
-    return done();
-}
 
 // A fetch whose completion lands in a promise. The completion owns what it touches:
 // it may still be returning on its thread after the test has moved on.

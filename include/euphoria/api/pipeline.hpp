@@ -61,6 +61,7 @@ private:
     bool stopped() const noexcept { return abandoned_ || failure_ != nullptr; }
 
     const std::size_t capacity_;
+    const std::size_t batch_;  // what the consumer waits for, a little, before it takes
     const std::unique_ptr<char[]> ring_;
     Consumer consume_;
     StopHook on_failure_;

@@ -72,6 +72,11 @@ public:
     // Copies up to `size` bytes from `offset`, of what has arrived; returns the count,
     // or -errno after a failure.
     long read(void* buf, std::size_t size, std::uint64_t offset) const;
+    // Disk tier, once [0, end) has arrived and while the download has not failed: a
+    // descriptor of its own for the file being written, so that a growing range can
+    // be spliced rather than copied twice. A failure closes the content's descriptor
+    // at any moment; this one stays valid. Otherwise invalid: use read().
+    UniqueFd share_arrived(std::uint64_t end) const;
     // An `end` that waits for the download to complete, whatever its size.
     static constexpr std::uint64_t whole = ~std::uint64_t{0};
     // Calls `ready` once [0, end) has arrived (clipped to the size), or with the errno

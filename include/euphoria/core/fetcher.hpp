@@ -177,8 +177,12 @@ private:
         std::vector<JobPtr> cancels;  // running jobs nobody wants any more
         std::vector<std::function<void()>> tasks;
         std::vector<std::string> warnings;  // for the log
+        // Kept builders given up on: destroying one fails its content, which runs
+        // its readers' callbacks, so it happens in run(), without mutex_.
+        std::vector<std::unique_ptr<ContentBuilder>> dropped;
         bool empty() const {
-            return answers.empty() && cancels.empty() && tasks.empty() && warnings.empty();
+            return answers.empty() && cancels.empty() && tasks.empty() && warnings.empty() &&
+                   dropped.empty();
         }
     };
     void run(Due& due);  // without mutex_
@@ -195,9 +199,14 @@ private:
     // Requires mutex_: removes the job from jobs_ and queue_, hands back its waiters.
     std::vector<Waiter> finish(const JobPtr& job);
     void forget_job(const JobPtr& job);  // requires mutex_
+    // Requires mutex_: a queued job's kept builder whose readers waited out
+    // busy_timeout goes to `due`, and so does the job. True if it went.
+    bool give_up_kept(const JobPtr& job, Clock::time_point now, Due& due);
+    std::optional<Clock::time_point> kept_deadline(const Job& job) const;  // requires mutex_
     // One job's calls, retries included. `admitted`: the API answered without any
     // audio (the call had a slot, and nothing reported it yet).
-    // `finished`: on success, the builder whose finish() lets readers see the end.
+    // `finished`: on success, the builder whose finish() lets readers see the end;
+    // on Outcome::busy, a published builder to keep for the next attempt (or none).
     Outcome download(Job& job, FetchResult& result, bool& admitted,
                      std::unique_ptr<ContentBuilder>& finished);
     Outcome run_call(Job& job, FetchResult& result, bool& admitted);
