@@ -15,6 +15,7 @@
 
 #include "euphoria/api/error.hpp"
 #include "euphoria/api/libxml_init.hpp"
+#include "euphoria/api/listing.hpp"
 #include "euphoria/api/pipeline.hpp"
 #include "euphoria/api/reply_parser.hpp"
 #include "euphoria/api/request.hpp"
@@ -302,7 +303,19 @@ void CurlClient::checkin(std::unique_ptr<Handle> handle) {
 }
 
 void CurlClient::download(const std::string& file_name, Sink& sink, CancelToken& cancel) {
-    Secret body = build_download_request(config_.tenant, config_.key, file_name);
+    fetch_recording(build_download_request(config_.tenant, config_.key, file_name), sink, cancel);
+}
+
+std::string CurlClient::download_by_id(const std::string& unique_id, Sink& sink, CancelToken& cancel) {
+    try {
+        return fetch_recording(build_by_id_request(config_.tenant, config_.key, unique_id), sink,
+                               cancel);
+    } catch (const ApiError& e) {
+        throw for_optional_action(e);
+    }
+}
+
+std::string CurlClient::fetch_recording(Secret body, Sink& sink, CancelToken& cancel) {
     if (cancel.cancelled()) throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
 
     auto handle = checkout();
@@ -384,6 +397,112 @@ void CurlClient::download(const std::string& file_name, Sink& sink, CancelToken&
         throw ApiError(EIO, ErrorKind::malformed, "malformed reply: empty body");
     }
     transfer.parser->finish();
+    return transfer.parser->file_name();
+}
+
+namespace {
+
+// One listing page: small enough to parse on the receiving thread as it arrives.
+struct PageTransfer {
+    PageTransfer(CURL* e, const RecordHandler& on_record, CancelToken& c)
+        : easy(e), parser(on_record), cancel(c) {}
+    CURL* easy;
+    ListingParser parser;
+    CancelToken& cancel;
+    long status = 0;
+    std::uint64_t body_bytes = 0;
+    std::exception_ptr failure;
+    std::chrono::steady_clock::time_point last_byte = std::chrono::steady_clock::now();
+
+    static size_t on_data(char* data, size_t, size_t size, void* self_ptr) {
+        auto* self = static_cast<PageTransfer*>(self_ptr);
+        try {
+            if (self->cancel.cancelled()) return 0;
+            self->last_byte = std::chrono::steady_clock::now();
+            if (self->status == 0) curl_easy_getinfo(self->easy, CURLINFO_RESPONSE_CODE, &self->status);
+            if (self->status == 200) {
+                self->body_bytes += size;
+                self->parser.feed(data, size);
+            }
+            self->last_byte = std::chrono::steady_clock::now();
+            return size;
+        } catch (...) {
+            self->failure = std::current_exception();
+            return 0;
+        }
+    }
+};
+
+}  // namespace
+
+std::size_t CurlClient::list(const ListingQuery& query, const RecordHandler& on_record,
+                             CancelToken& cancel) {
+    Secret body = build_listing_request(config_.tenant, config_.key, query);
+    if (cancel.cancelled()) throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
+    auto handle = checkout();
+    CURL* easy = handle->easy.get();
+    CURLM* multi = handle->multi.get();
+    PageTransfer transfer(easy, on_record, cancel);
+    handle->error[0] = '\0';
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.reveal().data());
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.reveal().size()));
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &PageTransfer::on_data);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
+    curl_multi_add_handle(multi, easy);
+    CURLcode result = CURLE_OK;
+    bool stalled = false;
+    {
+        CancelSubscription wake(&cancel, [multi] { curl_multi_wakeup(multi); });
+        int running = 1;
+        while (running) {
+            if (curl_multi_perform(multi, &running) != CURLM_OK) {
+                result = CURLE_FAILED_INIT;
+                break;
+            }
+            if (cancel.cancelled()) {
+                result = CURLE_ABORTED_BY_CALLBACK;
+                break;
+            }
+            if (!running) break;
+            const auto silent = std::chrono::steady_clock::now() - transfer.last_byte;
+            if (silent >= config_.stall_timeout) {
+                stalled = true;
+                break;
+            }
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                config_.stall_timeout - silent);
+            curl_multi_poll(multi, nullptr, 0,
+                            static_cast<int>(std::clamp<long long>(left.count() + 1, 1, 1000)), nullptr);
+        }
+        int left = 0;
+        while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+            if (msg->msg == CURLMSG_DONE && result == CURLE_OK) result = msg->data.result;
+        }
+    }
+    curl_multi_remove_handle(multi, easy);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, nullptr);
+    // Back to the download's callback: a handle serves both kinds of call.
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Transfer::on_data);
+    body.wipe();
+    const std::string detail = stalled ? "no data for " + std::to_string(config_.stall_timeout.count()) + " s"
+                                       : std::string(handle->error.data());
+    if (stalled) throw error_from_curl(CURLE_OPERATION_TIMEDOUT, detail.c_str());
+    if (result == CURLE_ABORTED_BY_CALLBACK || cancel.cancelled()) {
+        throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
+    }
+    if (transfer.status == 0) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &transfer.status);
+    long os_errno = 0;
+    if (result == CURLE_SSL_CONNECT_ERROR) curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &os_errno);
+    checkin(std::move(handle));
+    if (transfer.failure) std::rethrow_exception(transfer.failure);
+    if (result != CURLE_OK) throw error_from_curl(result, detail.c_str(), os_errno);
+    if (transfer.status != 200) {
+        const bool transient = transfer.status == 429 || transfer.status >= 500;
+        throw ApiError(EIO, transient ? ErrorKind::http_status : ErrorKind::other_error,
+                       "HTTP status " + std::to_string(transfer.status) + " from the API");
+    }
+    if (transfer.body_bytes == 0) throw ApiError(EIO, ErrorKind::malformed, "malformed listing: empty body");
+    return transfer.parser.finish();
 }
 
 }  // namespace euphoria::api

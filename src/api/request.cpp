@@ -4,6 +4,8 @@
 #include <libxml/tree.h>
 
 #include <cerrno>
+#include <initializer_list>
+#include <utility>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -81,7 +83,10 @@ void append_escaped(std::string& out, std::string_view text) {
 // libxml2 builds and escapes the document, with an empty <Auth>; the key is then
 // escaped straight into the one buffer that will hold it, reserved up front, so no
 // freed libxml2 or std::string buffer is ever left with a copy.
-Secret build(std::string_view tenant, std::string_view key, std::string_view file_name) {
+using Field = std::pair<const char*, std::string_view>;
+
+Secret build(std::string_view tenant, std::string_view key, std::string_view action,
+             std::initializer_list<Field> fields) {
     init_libxml();
     DocPtr doc(xmlNewDoc(xml_str("1.0")));
     if (!doc) throw std::bad_alloc();
@@ -100,8 +105,8 @@ Secret build(std::string_view tenant, std::string_view key, std::string_view fil
     if (!tenant_node) throw std::bad_alloc();
     add_text(tenant_node, "Name", tenant);
     add_text(tenant_node, "Auth", "");
-    add_text(root, "ActionName", download_action);
-    add_text(root, "FileName", file_name);
+    add_text(root, "ActionName", action);
+    for (const auto& [name, value] : fields) add_text(root, name, value);
 
     xmlChar* raw = nullptr;
     int size = 0;
@@ -145,12 +150,45 @@ Secret build_download_request(std::string_view tenant, const Secret& key,
     if (!valid_xml_utf8(key.reveal())) {
         throw ApiError(EINVAL, ErrorKind::config, "the auth key holds characters XML cannot carry");
     }
-    return build(tenant, key.reveal(), file_name);
+    return build(tenant, key.reveal(), download_action, {{"FileName", file_name}});
+}
+
+namespace {
+
+void check_account(std::string_view tenant, const Secret& key) {
+    if (!valid_xml_utf8(tenant)) {
+        throw ApiError(EINVAL, ErrorKind::config, "tenant name is not valid text");
+    }
+    if (!valid_xml_utf8(key.reveal())) {
+        throw ApiError(EINVAL, ErrorKind::config, "the auth key holds characters XML cannot carry");
+    }
+}
+
+}  // namespace
+
+Secret build_listing_request(std::string_view tenant, const Secret& key, const ListingQuery& query) {
+    check_account(tenant, key);
+    if (!valid_xml_utf8(query.start_date) || !valid_xml_utf8(query.end_date)) {
+        throw ApiError(EINVAL, ErrorKind::invalid_name, "listing dates are not text");
+    }
+    const std::string page = std::to_string(query.page_size);
+    const std::string start = std::to_string(query.start_at);
+    return build(tenant, key.reveal(), listing_action,
+                 {{"pageSize", page}, {"startAt", start}, {"StartDate", query.start_date},
+                  {"EndDate", query.end_date}});
+}
+
+Secret build_by_id_request(std::string_view tenant, const Secret& key, std::string_view unique_id) {
+    check_account(tenant, key);
+    if (unique_id.empty() || !valid_xml_utf8(unique_id)) {
+        throw ApiError(EINVAL, ErrorKind::invalid_name, "unique id is empty or not text");
+    }
+    return build(tenant, key.reveal(), by_id_action, {{"uniqueId", unique_id}});
 }
 
 std::string describe_download_request(std::string_view tenant, std::string_view file_name) {
-    Secret shown = build(valid_xml_utf8(tenant) ? tenant : "?", "***",
-                         valid_xml_utf8(file_name) ? file_name : "?");
+    Secret shown = build(valid_xml_utf8(tenant) ? tenant : "?", "***", download_action,
+                         {{"FileName", valid_xml_utf8(file_name) ? file_name : "?"}});
     return std::string(shown.reveal());
 }
 

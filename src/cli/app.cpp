@@ -23,6 +23,8 @@
 #include "euphoria/cli/mount_table.hpp"
 #include "euphoria/cli/options.hpp"
 #include "euphoria/core/fetcher.hpp"
+#include "euphoria/core/listing.hpp"
+#include "euphoria/core/time_zone.hpp"
 #include "euphoria/fuse/session.hpp"
 
 namespace euphoria::cli {
@@ -123,7 +125,7 @@ std::string join_flags(const std::vector<std::string>& flags) {
 }
 
 int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& cache_dir,
-          std::optional<Daemon>& daemon) {
+          const std::optional<core::TimeZone>& zone, std::optional<Daemon>& daemon) {
     std::unique_ptr<core::Logger> logger;
     if (cfg.foreground) {
         logger = std::make_unique<StderrLogger>(cfg.debug || cfg.verbose);
@@ -149,6 +151,7 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
     // large ones cannot push every small one out.
     fc.builder = {cache_dir, std::max<std::uint64_t>(cfg.mem_cache_size / 8, 64 << 10), memory, disk};
     fc.names = core::NamePolicy(cfg.name_pattern);
+    fc.verify_md5 = cfg.verify_md5;
 
     int rc = 0;
     {
@@ -161,6 +164,17 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
         }
         core::Ownership owner{cfg.uid.value_or(::getuid()), cfg.gid.value_or(::getgid()), cfg.umask};
         core::Filesystem filesystem(*fetcher, cache, stats, clock, owner);
+        std::optional<core::Listings> listings;
+        if (zone) {
+            core::ListingConfig lc;
+            lc.page_size = cfg.listing_page;
+            // At least a second even with cache_ttl=0: an `ls -l` is one listing, not one per file.
+            lc.ttl = std::chrono::seconds(std::max(cfg.cache_ttl, 1u));
+            lc.days = cfg.listing_days;
+            lc.names = fc.names;
+            listings.emplace(client, *fetcher, clock, stats, *logger, *zone, lc);
+            filesystem.enable_listing(*listings, *logger);
+        }
         fuse::SessionOptions so;
         so.mountpoint = cfg.mountpoint;
         // What fstab's first field says, so that mount(8) and `mount -a` recognise
@@ -232,6 +246,15 @@ int run(int argc, const char* const* argv) {
         } catch (const api::ApiError& e) {
             throw Fatal{exit_usage, e.what()};
         }
+        // Read now, before detaching, so a bad zone is a usage error on the terminal.
+        std::optional<core::TimeZone> zone;
+        if (cfg.listing) {
+            try {
+                zone = core::TimeZone::load(cfg.timezone);
+            } catch (const std::exception& e) {
+                throw Fatal{exit_usage, std::string("option timezone: ") + e.what()};
+            }
+        }
         check_mountpoint(cfg.mountpoint);
         check_not_mounted(cfg.tenant, cfg.mountpoint);
         check_cafile(cfg.cafile);
@@ -250,7 +273,7 @@ int run(int argc, const char* const* argv) {
             throw Fatal{exit_mount_failure, e.what()};
         }
         if (!cfg.foreground) daemon.emplace(Daemon::detach());
-        return serve(cfg, client, cache_dir, daemon);
+        return serve(cfg, client, cache_dir, zone, daemon);
     } catch (const Fatal& f) {
         if (daemon) {
             daemon->failed(f.code, "mount.euphoria: " + f.message);

@@ -53,7 +53,12 @@ po::options_description mount_options() {
         ("gid", po::value<gid_t>(), "group of the files (default: the mounting user's)")
         ("umask", po::value<std::string>(), "octal umask applied to 0555/0444 (default 0)")
         ("nocheck", "skip the start-up probe call (for boot without network)")
-        ("nopassthrough", "serve every read through the daemon, never by FUSE passthrough");
+        ("nopassthrough", "serve every read through the daemon, never by FUSE passthrough")
+        ("timezone", po::value<std::string>(), "zone of the day folders, e.g. Europe/Paris (default: the host's)")
+        ("listing-days", po::value<unsigned>(), "day folders the root shows, 0 to 3660 (default 31)")
+        ("listing-page", po::value<unsigned>(), "records asked for per listing call, 1 to 10000 (default 500)")
+        ("verify", po::value<std::string>(), "md5: a download whose MD5 is not the listing's is EIO (default: logged and counted only)")
+        ("nolisting", "no day folders and no by-id: only names already known can be read");
     return d;
 }
 
@@ -244,6 +249,15 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
     str("cafile", cfg.cafile);
     str("cache-dir", cfg.cache_dir);
     str("name-pattern", cfg.name_pattern);
+    str("timezone", cfg.timezone);
+    if (vm.count("listing-days")) cfg.listing_days = in_range<unsigned>(vm, "listing-days", 0, 3660);
+    if (vm.count("listing-page")) cfg.listing_page = in_range<unsigned>(vm, "listing-page", 1, 10000);
+    if (vm.count("verify")) {
+        const auto v = vm["verify"].as<std::string>();
+        if (v != "md5") throw UsageError("option verify takes md5, not '" + v + "'");
+        cfg.verify_md5 = true;
+    }
+    cfg.listing = vm.count("nolisting") == 0;
     if (cfg.endpoint.empty()) cfg.endpoint = std::string(api::default_endpoint);
     if (vm.count("cache-ttl")) cfg.cache_ttl = in_range<unsigned>(vm, "cache-ttl", 0, 30);
     if (vm.count("max-concurrent")) cfg.max_concurrent = in_range<unsigned>(vm, "max-concurrent", 1, 3);
@@ -277,6 +291,7 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
         cfg.umask = static_cast<mode_t>(v);
     }
     if (cfg.name_pattern.empty()) throw UsageError("option name_pattern must not be empty");
+    if (vm.count("timezone") && cfg.timezone.empty()) throw UsageError("option timezone must not be empty");
     return result;
 }
 

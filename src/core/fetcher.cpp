@@ -6,6 +6,7 @@
 
 #include "euphoria/api/error.hpp"
 #include "euphoria/api/request.hpp"
+#include "euphoria/core/md5.hpp"
 
 namespace euphoria::core {
 
@@ -28,6 +29,7 @@ struct Fetcher::Job {
     std::unique_ptr<ContentBuilder> kept;
     std::optional<Clock::time_point> kept_since;
     bool running = false;
+    Call call;  // set for a job that is not a download by name
 };
 
 namespace {
@@ -219,10 +221,38 @@ WaitId Fetcher::fetch(const std::string& name, Completion done) {
         lock.unlock();
         return answer(std::move(r));
     }
+    return enqueue(lock, fresh, done, now);
+}
+
+WaitId Fetcher::call(const std::string& key, Call call, Completion done) {
+    const auto now = clock_.now();
+    auto fresh = std::make_shared<Job>();
+    // No recording name holds a control character (XML cannot carry one): this key
+    // never meets a download's job.
+    fresh->name = "\x01" + key;
+    fresh->call = std::move(call);
+    fresh->enqueued = now;
+    fresh->waiters.reserve(1);
+    std::unique_lock lock(mutex_);
+    if (stopping_) {
+        lock.unlock();
+        stats_.count_error(ESHUTDOWN);
+        done(failure(ESHUTDOWN, "unmounting"));
+        return 0;
+    }
+    return enqueue(lock, fresh, done, now);
+}
+
+WaitId Fetcher::enqueue(std::unique_lock<std::mutex>& lock, const JobPtr& fresh, Completion& done,
+                        Clock::time_point now) {
+    const std::string& name = fresh->name;
+    auto found = jobs_.find(name);
+    const bool joining = found != jobs_.end();
     if (waits_.size() >= config_.max_pending) {
         lock.unlock();
         stats_.count_error(EAGAIN);
-        return answer(failure(EAGAIN, "too many requests waiting (max_pending)"));
+        done(failure(EAGAIN, "too many requests waiting (max_pending)"));
+        return 0;
     }
     const WaitId id = next_wait_++;
     JobPtr job = joining ? found->second : fresh;
@@ -491,7 +521,8 @@ void Fetcher::work() {
         Outcome outcome = Outcome::finished;
         std::unique_ptr<ContentBuilder> finished;  // its destructor finishes the content
         try {
-            outcome = download(*job, result, admitted, finished);
+            outcome = job->call ? run_call(*job, result, admitted)
+                                : download(*job, result, admitted, finished);
         } catch (...) {
             result = failure(EIO, "internal error");
         }
@@ -592,7 +623,12 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
     const auto started = clock_.now();
     const auto wall_started = clock_.wall_now();
     const auto call_time = call_time_from_name(job.name);
-    const auto mtime = call_time ? std::chrono::system_clock::from_time_t(*call_time) : wall_started;
+    // A listing's word on the call time keeps a listed file's mtime, so its inode
+    // stays the one the day folder gave out.
+    const auto hint = hints_ ? hints_(job.name) : std::nullopt;
+    const auto mtime = call_time ? std::chrono::system_clock::from_time_t(*call_time)
+                       : hint && hint->call_time ? *hint->call_time
+                                                 : wall_started;
     std::unique_ptr<ContentBuilder> made;
     {
         std::lock_guard lock(mutex_);
@@ -608,7 +644,9 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
     }
     ContentBuilder& builder = *made;
     std::uint64_t announced = 0;  // the size readers were told, if they were let in
-    AdmissionSink sink(builder, [this] { note_admission(); });
+    AdmissionSink admission_sink(builder, [this] { note_admission(); });
+    const std::string want_md5 = hint ? hint->md5 : std::string();
+    Md5Sink sink(admission_sink, !want_md5.empty());
     auto elapsed_ms = [&] { return std::to_string(millis(clock_.now() - started)) + " ms"; };
     try {
         run_with_retries(
@@ -620,6 +658,17 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
                 } catch (const api::ApiError& e) {
                     if (e.kind() == api::ErrorKind::busy) throw TenantFull{};
                     throw;
+                }
+                const std::string got = sink.hex();
+                if (!want_md5.empty() && got != want_md5) {
+                    stats_.md5_mismatches.fetch_add(1, std::memory_order_relaxed);
+                    logger_.log(LogLevel::warning, "fetched " + job.name + ": MD5 " + got +
+                                                       " is not the listing's " + want_md5);
+                    // Not retried: the API answered, and would answer the same.
+                    if (config_.verify_md5) {
+                        throw api::ApiError(EIO, api::ErrorKind::malformed,
+                                            "MD5 differs from the listing's (verify=md5)");
+                    }
                 }
             },
             [&](const api::ApiError& e, unsigned retry, std::chrono::milliseconds delay) {
@@ -658,7 +707,7 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
                                         " bytes in " + elapsed_ms() + ", ok" +
                                         (r.recording.content->on_disk() ? " (disk)" : ""));
         out = std::move(r);
-        admitted = !sink.reported();
+        admitted = !admission_sink.reported();
         return Outcome::finished;
     } catch (const TenantFull&) {
         if (builder.published()) {
@@ -683,7 +732,7 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
             r.negative_until = clock_.now() + config_.ttl;
             cache_.insert_negative(job.name, r.negative_until);
         }
-        admitted = admitted_by(e.kind()) && !sink.reported();
+        admitted = admitted_by(e.kind()) && !admission_sink.reported();
         const bool quiet = e.kind() == api::ErrorKind::not_found ||
                            e.kind() == api::ErrorKind::cancelled;
         logger_.log(quiet ? LogLevel::info : LogLevel::error,
@@ -694,6 +743,62 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
     } catch (const std::exception& e) {
         unpublish(job, builder, EIO);
         logger_.log(LogLevel::error, "fetch of " + job.name + " failed: " + e.what());
+        out = failure(EIO, e.what());
+        return Outcome::finished;
+    }
+}
+
+Fetcher::Outcome Fetcher::run_call(Job& job, FetchResult& out, bool& admitted) {
+    admitted = false;
+    class Runner final : public CallRunner {
+    public:
+        Runner(Fetcher& f, Job& j) : f_(f), job_(j) {}
+        void once(const std::function<void()>& attempt) override {
+            run_with_retries(
+                f_.config_.retry, f_.clock_, f_.jitter_, job_.cancel,
+                [&] {
+                    f_.stats_.upstream_calls.fetch_add(1, std::memory_order_relaxed);
+                    try {
+                        attempt();
+                    } catch (const api::ApiError& e) {
+                        if (e.kind() == api::ErrorKind::busy) throw TenantFull{};
+                        throw;
+                    }
+                },
+                [&](const api::ApiError& e, unsigned retry, std::chrono::milliseconds delay) {
+                    f_.stats_.retries.fetch_add(1, std::memory_order_relaxed);
+                    f_.logger_.log(LogLevel::warning,
+                                   "call for " + job_.name.substr(1) + " failed (" + e.what() +
+                                       "); retry " + std::to_string(retry + 1) + " in " +
+                                       std::to_string(delay.count()) + " ms");
+                });
+            // The call had a slot: the window may grow, as after any answer.
+            f_.note_admission();
+        }
+
+    private:
+        Fetcher& f_;
+        Job& job_;
+    };
+    Runner runner(*this, job);
+    try {
+        job.call(runner, job.cancel);
+        out = FetchResult{};
+        return Outcome::finished;
+    } catch (const TenantFull&) {
+        logger_.log(LogLevel::info, "call for " + job.name.substr(1) +
+                                        ": the tenant is full (Concurrent API Calls Exceeded); waiting");
+        return Outcome::busy;
+    } catch (const api::ApiError& e) {
+        int err = e.error_number();
+        if (e.kind() == api::ErrorKind::local && err != ENOSPC) err = EIO;
+        out = failure(err, e.what());
+        admitted = admitted_by(e.kind());
+        return Outcome::finished;
+    } catch (const std::bad_alloc&) {
+        out = failure(ENOMEM, "out of memory");
+        return Outcome::finished;
+    } catch (const std::exception& e) {
         out = failure(EIO, e.what());
         return Outcome::finished;
     }

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "euphoria/api/error.hpp"
+#include "euphoria/core/names.hpp"
+
 namespace euphoria::core {
 
 namespace {
@@ -43,6 +46,23 @@ Filesystem::Filesystem(Fetcher& fetcher, ContentCache& cache, Stats& stats, Cloc
     });
 }
 
+void Filesystem::enable_listing(Listings& listings, Logger& logger) {
+    listings_ = &listings;
+    logger_ = &logger;
+    fetcher_.on_hints([&listings](const std::string& name) -> std::optional<ListedHint> {
+        auto f = listings.find(name);
+        if (!f) return std::nullopt;
+        return ListedHint{f->call_time, f->md5};
+    });
+}
+
+std::optional<std::int64_t> Filesystem::day_of(Ino ino) const noexcept {
+    if (!listings_ || ino < day_ino_base || ino - day_ino_base >= 2 * static_cast<Ino>(day_ino_offset)) {
+        return std::nullopt;
+    }
+    return static_cast<std::int64_t>(ino - day_ino_base) - day_ino_offset;
+}
+
 double Filesystem::seconds_left(Clock::time_point until) {
     const auto left = until - clock_.now();
     return left.count() <= 0 ? 0.0 : std::chrono::duration<double>(left).count();
@@ -57,6 +77,15 @@ struct stat Filesystem::root_attr() const {
     st.st_gid = owner_.gid;
     st.st_atim = st.st_mtim = st.st_ctim = to_timespec(mounted_at_);
     st.st_blksize = 1 << 20;
+    return st;
+}
+
+struct stat Filesystem::day_attr(std::int64_t day) const {
+    struct stat st = root_attr();
+    st.st_ino = day_ino(day);
+    // The day's own midnight (UTC): a folder's time should not move.
+    st.st_atim = st.st_mtim = st.st_ctim =
+        to_timespec(std::chrono::system_clock::time_point(std::chrono::seconds(day * 86400)));
     return st;
 }
 
@@ -75,9 +104,35 @@ struct stat Filesystem::file_attr(Ino ino, const InodeInfo& info) const {
 }
 
 WaitId Filesystem::lookup(Ino parent, const std::string& name, pid_t pid, EntryReply reply) {
+    if (listings_ && parent == by_id_ino) return lookup_by_id(name, std::move(reply));
+    if (const auto day = day_of(parent)) {
+        return listings_->list(*day, [this, day = *day, name, reply = std::move(reply)](const DayListing& l) {
+            lookup_listed(day, name, l, reply);
+        });
+    }
     if (parent != root_ino) {
         reply(entry_error(ENOENT));
         return 0;
+    }
+    if (listings_ && name == by_id_name) {
+        EntryAnswer a;
+        a.ino = by_id_ino;
+        a.attr = root_attr();
+        a.attr.st_ino = by_id_ino;
+        a.timeout = 1.0;
+        reply(a);
+        return 0;
+    }
+    if (listings_) {
+        // Any day, however old: such names never go upstream as recordings.
+        if (const auto day = parse_day(name)) {
+            EntryAnswer a;
+            a.ino = day_ino(*day);
+            a.attr = day_attr(*day);
+            a.timeout = std::chrono::duration<double>(listings_->config().ttl).count();
+            reply(a);
+            return 0;
+        }
     }
     auto recent = inodes_.recent_for(name, pid, clock_.now());
     // A download that failed is never served again: fetch afresh.
@@ -135,12 +190,59 @@ void Filesystem::answer_lookup(const std::string& name, const FetchResult& r, pi
     if (!reply(a) && a.ino) inodes_.forget(a.ino, 1, clock_.now());
 }
 
+void Filesystem::lookup_listed(std::int64_t day, const std::string& name, const DayListing& l,
+                               const EntryReply& reply) {
+    EntryAnswer a;
+    try {
+        if (l.error) {
+            a.error = l.error;
+        } else {
+            const auto& files = *l.files;
+            const auto it = std::lower_bound(files.begin(), files.end(), name,
+                                             [](const ListedFile& f, const std::string& n) { return f.name < n; });
+            // Not on this day: a negative entry for as long as the listing holds.
+            a.timeout = seconds_left(l.expires_at);
+            if (it != files.end() && it->name == name) {
+                a.ino = inodes_.acquire_listed(name, it->size, it->call_time, l.expires_at, true, clock_.now());
+                auto info = inodes_.find(a.ino);
+                a.attr = file_attr(a.ino, info ? *info : InodeInfo{name, it->size, it->call_time, l.expires_at, true});
+            }
+        }
+    } catch (...) {
+        a = entry_error(EIO);
+    }
+    (void)day;
+    if (!reply(a) && a.ino) inodes_.forget(a.ino, 1, clock_.now());
+}
+
 EntryAnswer Filesystem::getattr(Ino ino) {
     EntryAnswer a;
     a.ino = ino;
     if (ino == root_ino) {
         a.attr = root_attr();
         a.timeout = 1.0;
+        return a;
+    }
+    if (const auto day = day_of(ino)) {
+        a.attr = day_attr(*day);
+        a.timeout = 1.0;
+        return a;
+    }
+    if (listings_ && ino == by_id_ino) {
+        a.attr = root_attr();
+        a.attr.st_ino = by_id_ino;
+        a.timeout = 1.0;
+        return a;
+    }
+    if (ino >= link_ino_base && ino < day_ino_base - 1) {
+        std::lock_guard lock(links_mutex_);
+        const auto it = links_.find(ino);
+        if (it == links_.end() || it->second.target.empty()) {
+            a.error = ENOENT;
+            return a;
+        }
+        a.attr = link_attr(ino, it->second.target);
+        a.timeout = seconds_left(it->second.until);
         return a;
     }
     auto info = inodes_.find(ino);
@@ -154,7 +256,7 @@ EntryAnswer Filesystem::getattr(Ino ino) {
 }
 
 WaitId Filesystem::open(Ino ino, int flags, OpenReply reply) {
-    if (ino == root_ino) {
+    if (ino == root_ino || day_of(ino) || (listings_ && ino == by_id_ino)) {
         reply(open_error(EISDIR));
         return 0;
     }
@@ -196,7 +298,27 @@ void Filesystem::answer_open(Ino ino, const InodeInfo& info, FetchResult r, cons
         reply(open_error(err));
         return;
     }
-    const bool same_time = after_failure || r.recording.mtime == info.mtime;
+    if (info.listed && r.recording.content->size() != info.size) {
+        // The listing's FileSize was wrong: the download wins. The inode keeps its
+        // number with the real size, and the kernel is told to drop what it holds.
+        const auto real = r.recording.content->size();
+        auto inos = inodes_.resize(info.name, info.size, info.mtime, real);
+        if (logger_) {
+            logger_->log(LogLevel::warning, "fetched " + info.name + ": " + std::to_string(real) +
+                                                " bytes, not the " + std::to_string(info.size) +
+                                                " its listing said");
+        }
+        if (!inos.empty() && invalidate_) {
+            fetcher_.schedule(clock_.now(), [this, inos = std::move(inos)] {
+                for (const Ino i : inos) invalidate_(i);
+            });
+        }
+        serve_open(ino, std::move(r.recording), reply);
+        return;
+    }
+    // A listed file's time is the listing's; a download of it made before the listing
+    // came may carry another. The bytes are the same recording.
+    const bool same_time = after_failure || info.listed || r.recording.mtime == info.mtime;
     if (r.recording.content->size() != info.size || !same_time) {
         // A new version under this inode's name: ESTALE makes the kernel look the
         // name up again, which gives the new version its own inode.
@@ -266,6 +388,65 @@ bool Filesystem::cancel(WaitId id) {
     return content && content->cancel_ready(wait.ready);
 }
 
+WaitId Filesystem::opendir(Ino ino, DirReply reply) {
+    const auto day = day_of(ino);
+    if (listings_ && ino == by_id_ino) {
+        std::vector<DirEntry> out{{".", by_id_ino, S_IFDIR}, {"..", root_ino, S_IFDIR}};
+        {
+            std::lock_guard lock(links_mutex_);
+            const auto now = clock_.now();
+            for (const auto& [link, l] : links_) {
+                if (!l.target.empty() && l.until > now) out.push_back({l.id, link, S_IFLNK});
+            }
+        }
+        reply(0, std::move(out));
+        return 0;
+    }
+    if (!day) {
+        int error = 0;
+        auto entries = readdir(ino, error);
+        reply(error, std::move(entries));
+        return 0;
+    }
+    return listings_->list(*day, [this, ino, reply = std::move(reply)](const DayListing& l) {
+        std::vector<DirEntry> out;
+        int error = l.error;
+        try {
+            if (!error) {
+                out.reserve(l.files->size() + 2);
+                out.push_back({".", ino, S_IFDIR});
+                out.push_back({"..", root_ino, S_IFDIR});
+                const auto now = clock_.now();
+                for (const auto& f : *l.files) {
+                    out.push_back({f.name, inodes_.acquire_listed(f.name, f.size, f.call_time, l.expires_at, false, now),
+                                   S_IFREG, true, f.size, f.call_time, l.expires_at});
+                }
+            }
+        } catch (const std::bad_alloc&) {
+            error = ENOMEM;
+            out.clear();
+        } catch (...) {
+            error = EIO;
+            out.clear();
+        }
+        reply(error, std::move(out));
+    });
+}
+
+EntryAnswer Filesystem::plus_entry(const DirEntry& entry) {
+    EntryAnswer a;
+    if (!entry.listed) {
+        a.attr.st_ino = entry.ino;
+        a.attr.st_mode = entry.mode;
+        return a;
+    }
+    a.ino = inodes_.acquire_listed(entry.name, entry.size, entry.mtime, entry.expires_at, true, clock_.now());
+    const auto info = inodes_.find(a.ino);
+    a.attr = file_attr(a.ino, info ? *info : InodeInfo{entry.name, entry.size, entry.mtime, entry.expires_at, true});
+    a.timeout = seconds_left(entry.expires_at);
+    return a;
+}
+
 std::vector<DirEntry> Filesystem::readdir(Ino ino, int& error) {
     std::vector<DirEntry> out;
     if (ino != root_ino) {
@@ -287,11 +468,162 @@ std::vector<DirEntry> Filesystem::readdir(Ino ino, int& error) {
     for (auto& [name, rec] : listed) {
         out.push_back({name, inodes_.acquire(name, rec, false, now), S_IFREG});
     }
+    if (listings_) {
+        // The last listing_days days, with no call: each is listed when opened.
+        out.push_back({by_id_name, by_id_ino, S_IFDIR});
+        const auto today = listings_->today();
+        for (unsigned i = 0; i < listings_->config().days; ++i) {
+            const auto day = today - static_cast<std::int64_t>(i);
+            out.push_back({format_day(day), day_ino(day), S_IFDIR});
+        }
+    }
     return out;
 }
 
+struct stat Filesystem::link_attr(Ino ino, const std::string& target) const {
+    struct stat st = root_attr();
+    st.st_ino = ino;
+    st.st_mode = S_IFLNK | 0777;
+    st.st_nlink = 1;
+    st.st_size = static_cast<off_t>(target.size());
+    return st;
+}
+
+std::optional<EntryAnswer> Filesystem::known_id(const std::string& id) {
+    std::lock_guard lock(links_mutex_);
+    const auto at = link_of_.find(id);
+    if (at == link_of_.end()) return std::nullopt;
+    const auto& l = links_.at(at->second);
+    if (l.until <= clock_.now()) return std::nullopt;
+    EntryAnswer a;
+    a.timeout = seconds_left(l.until);
+    if (!l.target.empty()) {  // else a negative entry: no such id, for the TTL
+        a.ino = at->second;
+        a.attr = link_attr(a.ino, l.target);
+    }
+    return a;
+}
+
+void Filesystem::remember_id(const std::string& id, std::string target, Clock::time_point until) {
+    std::lock_guard lock(links_mutex_);
+    if (links_.size() >= max_links) {
+        const auto now = clock_.now();
+        for (auto it = links_.begin(); it != links_.end();) {
+            if (it->second.until <= now) {
+                link_of_.erase(it->second.id);
+                it = links_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    auto [at, fresh] = link_of_.try_emplace(id, 0);
+    if (fresh) at->second = next_link_++;
+    links_[at->second] = Link{id, std::move(target), until};
+}
+
+WaitId Filesystem::lookup_by_id(const std::string& id, EntryReply reply) {
+    if (id.empty() || id.size() > max_name_bytes || id.front() == '.') {
+        reply(entry_error(ENOENT));
+        return 0;
+    }
+    if (auto known = known_id(id)) {
+        reply(*known);
+        return 0;
+    }
+    return fetcher_.call(
+        "by-id " + id,
+        [this, id](CallRunner& runner, api::CancelToken& cancel) { resolve_id(id, runner, cancel); },
+        [this, id, reply = std::move(reply)](const FetchResult& r) {
+            std::optional<EntryAnswer> known;
+            if (r.error == 0 || r.error == ENOENT) known = known_id(id);
+            EntryAnswer a = known ? *known : entry_error(r.error ? r.error : EIO);
+            reply(a);
+        });
+}
+
+void Filesystem::resolve_id(const std::string& id, CallRunner& runner, api::CancelToken& cancel) {
+    const auto& config = fetcher_.config();
+    ContentBuilder builder(
+        config.builder, [this](std::uint64_t bytes) { return cache_.reserve_memory(bytes); },
+        [this](std::uint64_t bytes) { return cache_.reserve_disk(bytes); });
+    std::string name;
+    try {
+        runner.once([&] { name = fetcher_.client().download_by_id(id, builder, cancel); });
+    } catch (const api::ApiError& e) {
+        builder.fail(EIO);
+        if (e.kind() == api::ErrorKind::not_found) remember_id(id, {}, clock_.now() + config.ttl);
+        throw;
+    }
+    // The name becomes a path component of the link: one safe component only.
+    const bool unsafe = name.empty() || name == "." || name == ".." || name.size() > max_name_bytes ||
+                        name.find('/') != std::string::npos || name.find('\0') != std::string::npos;
+    if (unsafe) {
+        builder.fail(EIO);
+        if (logger_) logger_->log(LogLevel::error, "by-id " + id + ": the reply's fileName is not a safe name");
+        throw api::ApiError(EIO, api::ErrorKind::malformed, "by-id reply with an unsafe fileName");
+    }
+    CachedRecording rec;
+    rec.content = builder.take();
+    const auto now = clock_.now();
+    rec.expires_at = now + config.ttl;
+    const auto epoch = call_time_from_name(name);
+    const auto listed = listings_ ? listings_->find(name) : std::nullopt;
+    rec.mtime = epoch ? std::chrono::system_clock::from_time_t(*epoch)
+                : listed ? listed->call_time
+                         : clock_.wall_now();
+    stats_.bytes_fetched.fetch_add(rec.content->size(), std::memory_order_relaxed);
+    cache_.insert(name, rec, now);
+    builder.finish();
+    if (logger_) {
+        logger_->log(LogLevel::info, "fetched by id " + id + ": " + name + ", " +
+                                         std::to_string(rec.content->size()) + " bytes");
+    }
+    remember_id(id, "../" + name, std::max(rec.expires_at, now + std::chrono::seconds(1)));
+}
+
+std::string Filesystem::readlink(Ino ino, int& error) {
+    std::lock_guard lock(links_mutex_);
+    const auto it = links_.find(ino);
+    if (it == links_.end() || it->second.target.empty()) {
+        error = ENOENT;
+        return {};
+    }
+    error = 0;
+    return it->second.target;
+}
+
+std::optional<ListedFile> Filesystem::listed_file(Ino ino) const {
+    if (!listings_ || ino == root_ino || day_of(ino)) return std::nullopt;
+    const auto info = inodes_.find(ino);
+    if (!info || !info->listed) return std::nullopt;
+    return listings_->find(info->name);
+}
+
+namespace {
+
+// A listed file's metadata, by xattr name (after the prefix); note only when set.
+std::vector<std::pair<std::string, std::string>> listed_xattrs(const ListedFile& f) {
+    std::vector<std::pair<std::string, std::string>> out;
+    if (!f.md5.empty()) out.emplace_back("md5", f.md5);
+    if (!f.unique_id.empty()) out.emplace_back("unique_id", f.unique_id);
+    out.emplace_back("direction", f.direction);
+    out.emplace_back("source", f.source);
+    out.emplace_back("destination", f.destination);
+    if (!f.note.empty()) out.emplace_back("note", f.note);
+    return out;
+}
+
+}  // namespace
+
 std::string Filesystem::getxattr(Ino ino, const std::string& name, int& error) {
     error = 0;
+    if (auto f = listed_file(ino); f && name.rfind(xattr_prefix, 0) == 0) {
+        const auto key = name.substr(std::char_traits<char>::length(xattr_prefix));
+        for (auto& [k, v] : listed_xattrs(*f)) {
+            if (k == key) return v;
+        }
+    }
     if (ino == root_ino && name.rfind(xattr_prefix, 0) == 0) {
         const auto key = name.substr(std::char_traits<char>::length(xattr_prefix));
         for (const auto& [k, v] : stats_.snapshot()) {
@@ -304,6 +636,14 @@ std::string Filesystem::getxattr(Ino ino, const std::string& name, int& error) {
 
 std::string Filesystem::listxattr(Ino ino) {
     std::string list;
+    if (auto f = listed_file(ino)) {
+        for (const auto& [k, v] : listed_xattrs(*f)) {
+            list += xattr_prefix;
+            list += k;
+            list.push_back('\0');
+        }
+        return list;
+    }
     if (ino != root_ino) return list;
     for (const auto& [k, v] : stats_.snapshot()) {
         list += xattr_prefix;

@@ -1,5 +1,7 @@
 #include "euphoria/core/inode_table.hpp"
 
+#include <algorithm>
+
 namespace euphoria::core {
 
 Ino InodeTable::acquire(const std::string& name, const CachedRecording& recording, bool lookup,
@@ -44,6 +46,43 @@ Ino InodeTable::acquire(const std::string& name, const CachedRecording& recordin
         node->recent_until = now + open_window;
         node->recent_pid = pid;
         pins_.emplace_back(node->recent_until, ino);
+    }
+    return ino;
+}
+
+Ino InodeTable::acquire_listed(const std::string& name, std::uint64_t size,
+                               std::chrono::system_clock::time_point mtime,
+                               Clock::time_point expires_at, bool lookup, Clock::time_point now) {
+    std::lock_guard lock(mutex_);
+    unpin_expired(now);
+    auto current = by_name_.find(name);
+    Ino ino = 0;
+    Node* node = nullptr;
+    if (current != by_name_.end()) {
+        node = &nodes_.at(current->second);
+        if (node->info.size != size || node->info.mtime != mtime) node = nullptr;
+    }
+    if (node) {
+        ino = current->second;
+        // What a download already said stays: the listing's word is older news.
+        node->info.expires_at = std::max(node->info.expires_at, expires_at);
+    } else {
+        ino = next_++;
+        node = &nodes_[ino];
+        node->info = InodeInfo{name, size, mtime, expires_at, true};
+        by_name_[name] = ino;
+        if (!lookup) {
+            unreferenced_.push_back(ino);
+            while (unreferenced_.size() > max_unreferenced) {
+                const Ino old = unreferenced_.front();
+                unreferenced_.pop_front();
+                if (auto it = nodes_.find(old); it != nodes_.end() && it->second.lookups == 0) erase(old);
+            }
+        }
+    }
+    if (lookup) {
+        ++node->lookups;
+        node->forgotten = false;
     }
     return ino;
 }

@@ -43,6 +43,8 @@ std::vector<std::pair<std::string, std::uint64_t>> Stats::snapshot() const {
         {"pending", pending.load()},
         {"early_replies", early_replies.load()},
         {"waiting_reads", waiting_reads.load()},
+        {"md5_mismatches", md5_mismatches.load()},
+        {"listings", listings.load()},
     };
     for (std::size_t i = 0; i < tracked_errnos.size(); ++i) {
         out.emplace_back(std::string("errors_") + errno_names[i], errors[i].load());

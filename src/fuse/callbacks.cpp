@@ -375,16 +375,29 @@ void on_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, 0);
 }
 
+// A day folder's entries may need its listing first: the reply may come later.
+bool send_opendir(fuse_req_t req, fuse_file_info fi, int error, std::vector<DirEntry>&& entries) {
+    if (error) return fuse_reply_err(req, error) == 0;
+    std::unique_ptr<OpenDir> dir;
+    try {
+        dir = std::make_unique<OpenDir>(OpenDir{std::move(entries)});
+    } catch (...) {
+        fuse_reply_err(req, ENOMEM);
+        return false;
+    }
+    fi.fh = reinterpret_cast<uint64_t>(dir.get());
+    if (fuse_reply_open(req, &fi) != 0) return false;
+    [[maybe_unused]] auto* owned = dir.release();
+    return true;
+}
+
 void on_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     guarded(req, [&] {
-        int error = 0;
-        auto dir = std::make_unique<OpenDir>(OpenDir{fs_of(req).readdir(ino, error)});
-        if (error) {
-            fuse_reply_err(req, error);
-            return;
-        }
-        fi->fh = reinterpret_cast<uint64_t>(dir.get());
-        if (fuse_reply_open(req, fi) == 0) [[maybe_unused]] auto* owned = dir.release();
+        start_pending(req, [&](const std::shared_ptr<PendingReply>& pending) {
+            return fs_of(req).opendir(ino, [pending, info = *fi](int error, std::vector<DirEntry>&& entries) {
+                return pending->take() && send_opendir(pending->req(), info, error, std::move(entries));
+            });
+        });
     });
 }
 
@@ -407,9 +420,46 @@ void on_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_in
     });
 }
 
+// With the entries' attributes, so that `ls -l` of a day folder costs no lookup per
+// file. Only a listed file's entry is a lookup (counted in the core as it goes out);
+// any other has node id 0, which the kernel lists without a lookup.
+void on_readdirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+    guarded(req, [&] {
+        const auto& entries = handle_of<OpenDir>(fi).entries;
+        std::vector<char> buf(size);
+        size_t used = 0;
+        for (auto i = static_cast<size_t>(std::max<off_t>(off, 0)); i < entries.size(); ++i) {
+            const auto& entry = entries[i];
+            const size_t need = fuse_add_direntry_plus(req, nullptr, 0, entry.name.c_str(), nullptr, 0);
+            if (need > size - used) break;
+            const EntryAnswer a = fs_of(req).plus_entry(entry);
+            fuse_entry_param e{};
+            e.ino = a.ino;
+            e.attr = a.attr;
+            e.attr_timeout = a.timeout;
+            e.entry_timeout = a.timeout;
+            used += fuse_add_direntry_plus(req, buf.data() + used, size - used, entry.name.c_str(), &e,
+                                           static_cast<off_t>(i + 1));
+        }
+        fuse_reply_buf(req, buf.data(), used);
+    });
+}
+
 void on_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     delete &handle_of<OpenDir>(fi);
     fuse_reply_err(req, 0);
+}
+
+void on_readlink(fuse_req_t req, fuse_ino_t ino) {
+    guarded(req, [&] {
+        int error = 0;
+        const auto target = fs_of(req).readlink(ino, error);
+        if (error) {
+            fuse_reply_err(req, error);
+        } else {
+            fuse_reply_readlink(req, target.c_str());
+        }
+    });
 }
 
 void on_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
@@ -477,8 +527,10 @@ const fuse_lowlevel_ops& operations() {
         o.release = on_release;
         o.opendir = on_opendir;
         o.readdir = on_readdir;
+        o.readdirplus = on_readdirplus;
         o.releasedir = on_releasedir;
         o.getxattr = on_getxattr;
+        o.readlink = on_readlink;
         o.listxattr = on_listxattr;
         o.statfs = on_statfs;
         o.setattr = on_setattr;

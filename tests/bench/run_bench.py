@@ -34,6 +34,9 @@ Rows (issue 10):
         vs the ideal ceil(30/3) x 1 s, three calls at a time      target <= 1.15x, <= 3 in flight
   T10 worst root-xattr (getxattr) latency during T9's batch
         vs the same sampling on the same mount, idle, just before  target <= 5x, or < 50 ms
+Row (issue 13):
+  T11 `ls -l` of a cold 2,000-recording day folder (issue 13)
+        vs curl of the same GetCallRecordings pages, one after the other  target <= 1.5x
 
 Writes OUT/bench.md and OUT/bench.json. Exit status: 0 when the harness ran (MISS rows
 included: this is a report), 1 when the harness itself failed (wrong bytes, a mount
@@ -101,6 +104,7 @@ FULL = {
     "t7_size_mb": 100,
     "t8_size": 24 * MB,
     "t8_pace": 8 * MB,
+    "t11_count": 2000,
     "t9_count": 30,
     "t9_size": 100 * 1000,
     "t9_latency": 1.0,
@@ -725,6 +729,61 @@ class Bench:
                    median(busy_p99), median(idle_p99))))
 
     # -------------------------------------------------------------------------------
+    # T11 ---------------------------------------------------------------------------
+    def t11(self):
+        """`ls -l` of a cold day folder of t11_count recordings, against curl fetching the
+        same GetCallRecordings pages one after the other."""
+        count = self.sizes["t11_count"]
+        day0 = 1606780800  # 2020-12-01 00:00 UTC
+        self.mock.add_recordings([{"name": "bench-t11-%05d.WAV" % i, "size": 1000 + i,
+                                   "call_time": day0 + i * 40} for i in range(count)])
+        page = 500
+        # What a timezone=UTC mount asks for 2020-12-01: the dates any server zone could
+        # give it, one more for an exclusive EndDate.
+        start, end = "2020-11-30", "2020-12-03"
+        pages = count // page + 1  # full pages, then the empty one that ends it
+        bodies = []
+        for k in range(pages):
+            path = os.path.join(self.workdir, "req-t11-%d.xml" % k)
+            with open(path, "wb") as f:
+                f.write(('<?xml version="1.0" encoding="UTF-8"?>\n<XML><Tenant><Name>%s</Name>'
+                         '<Auth>%s</Auth></Tenant><ActionName>GetCallRecordings</ActionName>'
+                         '<pageSize>%d</pageSize><startAt>%d</startAt><StartDate>%s</StartDate>'
+                         '<EndDate>%s</EndDate></XML>\n' % (TENANT, KEY, page, k * page, start,
+                                                            end)).encode())
+            bodies.append(path)
+        ours, ref, calls = [], [], []
+        for rep in self.reps():
+            m = self.fresh_mount(("timezone=UTC", "listing_page=%d" % page))
+            try:
+                t0 = time.perf_counter()
+                out = subprocess.run(["ls", "-l", m.path("2020-12-01")], capture_output=True,
+                                     text=True, check=True).stdout
+                ours.append(time.perf_counter() - t0)
+                listed = [l for l in out.splitlines() if "bench-t11-" in l]
+                if len(listed) != count:
+                    raise HarnessError("T11: ls -l listed %d of %d recordings" % (len(listed), count))
+                st = self.mock.stats()
+                calls.append(st["listing_calls"])
+                if sum(st["calls"].values()):
+                    raise HarnessError("T11: ls -l downloaded %r" % st["calls"])
+            finally:
+                m.close()
+            t0 = time.perf_counter()
+            for path in bodies:
+                subprocess.run(self.curl_argv(["-o", "/dev/null", "--data-binary", "@" + path]),
+                               check=True)
+            ref.append(time.perf_counter() - t0)
+            log("T11 rep %d: ls -l %.3f s (%d listing calls) | curl %d pages %.3f s" %
+                (rep, ours[-1], calls[-1], pages, ref[-1]))
+        self.rows.append(Row(
+            "T11", "`ls -l` of a cold day folder of %d recordings" % count,
+            "`curl` of the same %d GetCallRecordings pages, one after the other" % pages, "s",
+            ours, ref, 1.5, "<=",
+            extra_checks=[("%d listing calls" % pages, all(c == pages for c in calls))],
+            notes="listing_page=%d; the daemon's first listing checks its last full page with one "
+                  "more call, which the reference makes too" % page))
+
     def run(self):
         wanted = self.args.only
         mock_log = os.path.join(self.workdir, "mock.log")
@@ -736,7 +795,8 @@ class Bench:
         if wanted and "T10" in wanted:
             wanted = wanted | {"T9"}  # T10 is measured during T9's batch
         for rid, fn in (("T1", self.t1), ("T3", self.t3), ("T4", self.t4), ("T5", self.t5),
-                        ("T6", self.t6), ("T7", self.t7), ("T8", self.t8), ("T9", self.t9)):
+                        ("T6", self.t6), ("T7", self.t7), ("T8", self.t8), ("T9", self.t9),
+                        ("T11", self.t11)):
             if wanted and rid not in wanted:
                 continue
             log("== %s" % rid)
@@ -897,7 +957,7 @@ def parse_args(argv):
     p.add_argument("--reps", type=int, default=5, help="repetitions of each side (default 5)")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     p.add_argument("--only", type=lambda s: set(x.strip().upper() for x in s.split(",")),
-                   help="comma-separated subset of T1,T3,T4,T5,T6,T7,T9,T10 (T1 includes T1b "
+                   help="comma-separated subset of T1,T3,T4,T5,T6,T7,T9,T10,T11 (T1 includes T1b "
                         "and T2; T9 and T10 come from one batch)")
     p.add_argument("--workdir", default=None,
                    help="parent of the scratch folder (mounts, daemon cache, mock); default $TMPDIR")
@@ -948,7 +1008,9 @@ def main(argv=None):
                 "T4": "xargs -P3 -n1 curl -s --cacert CA -H ... -o /dev/null URL --data-binary "
                       "< (12 lines @REQ)",
                 "T9": "none run: the ideal ceil(N/3) x latency, three calls at a time",
-                "T10": "the same getxattr sampling on the same mount, idle, before the batch"}}
+                "T10": "the same getxattr sampling on the same mount, idle, before the batch",
+                "T11": "curl -s --cacert CA -H ... -o /dev/null --data-binary @PAGE URL, "
+                       "for each GetCallRecordings page in turn"}}
     # A SIGTERM unwinds like Ctrl-C, so the mounts and the mock are cleaned up.
     signal.signal(signal.SIGTERM, on_sigterm)
     bench = Bench(args)

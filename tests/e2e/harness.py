@@ -116,6 +116,11 @@ class Mock:
         self.control("POST", "/recording", {"tenant": TENANT, "name": name,
                                             "data_b64": base64.b64encode(data).decode()})
 
+    def add_recordings(self, recordings, checksums=True):
+        """Many recordings at once: dicts as for POST /recording (tenant added)."""
+        return self.control("POST", "/recordings", {"tenant": TENANT, "recordings": recordings,
+                                                    "checksums": checksums})
+
     def synthetic(self, name, size):
         return self.control("POST", "/recording", {"tenant": TENANT, "name": name, "size": size})
 

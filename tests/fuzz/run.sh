@@ -27,6 +27,7 @@ done
 # target  max_len  timeout-per-input (s)
 targets=(
   "fuzz_reply 16384 20"
+  "fuzz_listing 16384 20"
   "fuzz_credentials 4096 10"
   "fuzz_options 2048 10"
   "fuzz_pcm 8192 10"
@@ -34,7 +35,7 @@ targets=(
 
 CC=clang CXX=clang++ cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DEUPHORIA_FUZZ=ON -DEUPHORIA_WERROR=OFF -DBUILD_TESTING=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_reply fuzz_credentials fuzz_options fuzz_pcm >/dev/null
+cmake --build "$build" -j"$(nproc)" --target fuzz_reply fuzz_listing fuzz_credentials fuzz_options fuzz_pcm >/dev/null
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/euphoria-fuzz.XXXXXX")
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

@@ -44,7 +44,12 @@ API_PATHS = frozenset({"/Euphoria.Api.aspx", "/files/1010107057/api/Euphoria.Api
 DOWNLOAD_ACTION = "DownloadCallRecordingByFilename"
 # Real actions this mock does not implement: the server knows them, the tenant may not
 # use them, which is what a key without those permissions sees.
-DENIED_ACTIONS = frozenset({"GetCallRecordings", "DownloadCallRecordingByUniqueId"})
+LIST_ACTION = "GetCallRecordings"
+BY_ID_ACTION = "DownloadCallRecordingByUniqueId"
+# Actions a tenant may be denied, or may lack, by its listing mode (config "listing").
+LISTING_ACTIONS = frozenset({LIST_ACTION, BY_ID_ACTION})
+LISTING_MODES = ("on", "denied", "unknown")
+DATE_FORMATS = ("iso", "iso_t", "us")
 
 ERR_NOT_LOADED = "Input XML not loaded"
 ERR_NO_ROOT = "No Document Element"
@@ -217,6 +222,25 @@ class Recording:
     synthetic_size: int | None = None
     shape: str | None = None
     wrap: int | None = None
+    # What GetCallRecordings says of it. call_time: Unix seconds (default: the name's
+    # epoch, else the time it was added); listed_size / md5: override the truth, to
+    # test a listing that disagrees with its download.
+    call_time: int | None = None
+    listed_size: int | None = None
+    md5: str | None = None
+    real_md5: str = ""
+    deleted: bool = False
+    unique_id: str | None = None
+    note: str = ""
+    direction: str = "Inbound"
+    source: str = "0215550100"
+    destination: str = "1001"
+
+    def listed_unique_id(self) -> str:
+        if self.unique_id is not None:
+            return self.unique_id
+        parts = self.name.split("-")
+        return "-".join(parts[1:-1]) if len(parts) >= 3 else self.name
 
     def open(self):
         """A fresh reader with .size, .read(n) (full unless at end) and .close()."""
@@ -238,17 +262,21 @@ class Recording:
         else:
             kind, size = "synthetic", self.synthetic_size
         return {"name": self.name, "size": size, "kind": kind,
-                "shape": self.shape, "wrap": self.wrap}
+                "shape": self.shape, "wrap": self.wrap, "call_time": self.call_time,
+                "unique_id": self.listed_unique_id(), "deleted": self.deleted}
 
 
 def stream_sha256(recording: Recording) -> tuple[int, str]:
     reader = recording.open()
     try:
         digest = hashlib.sha256()
+        md5 = hashlib.md5()
         size = 0
         while chunk := reader.read(RAW_CHUNK):
             digest.update(chunk)
+            md5.update(chunk)
             size += len(chunk)
+        recording.real_md5 = md5.hexdigest()
         return size, digest.hexdigest()
     finally:
         reader.close()
@@ -349,6 +377,52 @@ def recording_body(name: str, reader, shape: str, wrap: int, corrupt: bool = Fal
     return Body(len(head) + b64_len + len(foot), pieces)
 
 
+def name_epoch(name: str) -> int | None:
+    """The call's start in a name like pbx4-1603469421.1196632-1001.WAV."""
+    parts = name.split("-")
+    if len(parts) < 2:
+        return None
+    head = parts[1].split(".")[0]
+    return int(head) if head.isdigit() and len(head) in (9, 10) else None
+
+
+def format_stamp(call_time: int, offset_hours: float, fmt: str) -> str:
+    t = time.gmtime(call_time + int(offset_hours * 3600))
+    if fmt == "us":
+        hour = t.tm_hour % 12 or 12
+        return (f"{t.tm_mon}/{t.tm_mday}/{t.tm_year} {hour}:{t.tm_min:02d}:{t.tm_sec:02d} "
+                f"{'PM' if t.tm_hour >= 12 else 'AM'}")
+    sep = "T" if fmt == "iso_t" else " "
+    return time.strftime(f"%Y-%m-%d{sep}%H:%M:%S", t)
+
+
+def server_date(call_time: int, offset_hours: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(call_time + int(offset_hours * 3600)))
+
+
+def listing_xml(records: list[tuple[Recording, int, int]], element: str, offset_hours: float,
+                fmt: str) -> bytes:
+    """records: (recording, call_time, real size) each."""
+    out = [XML_DECL + b"<XML>\n"]
+    for i, (rec, call_time, size) in enumerate(records):
+        fields = [
+            ("uID", str(i + 1)), ("MD5", rec.md5 if rec.md5 is not None else rec.real_md5),
+            ("Direction", rec.direction), ("Source", rec.source),
+            ("Destination", rec.destination),
+            ("DateStamp", format_stamp(call_time, offset_hours, fmt)),
+            ("FileName", rec.name),
+            ("FileSize", str(rec.listed_size if rec.listed_size is not None else size)),
+            ("HasComment", "1" if rec.note else "0"), ("Flagged", "0"),
+            ("UniqueID", rec.listed_unique_id()), ("IsDeleted", "1" if rec.deleted else "0"),
+            ("Status", "Complete"), ("CrmTag", ""), ("Note", rec.note),
+            ("SipCallId", f"{i}@pbx4"),
+        ]
+        body = "".join(f"<{k}>{xml_text(v)}</{k}>" for k, v in fields)
+        out.append(f" <{element}>{body}</{element}>\n".encode())
+    out.append(b"</XML>")
+    return b"".join(out)
+
+
 def html_page(title: str, message: str) -> bytes:
     return (f"<!DOCTYPE html>\n<html><head><title>{html.escape(title)}</title></head>"
             f"<body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body>"
@@ -382,10 +456,21 @@ class ApiRequest:
     auth: str | None = dataclasses.field(default=None, repr=False)
     action: str | None = None
     file_name: str | None = None
+    unique_id: str | None = None
+    page_size: str | None = None
+    start_at: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
 
     def public(self) -> dict:
-        return {"tenant": self.tenant, "action": self.action, "filename": self.file_name,
-                "auth_present": bool(self.auth)}
+        out = {"tenant": self.tenant, "action": self.action, "filename": self.file_name,
+               "auth_present": bool(self.auth)}
+        if self.action == LIST_ACTION:
+            out.update(pageSize=self.page_size, startAt=self.start_at,
+                       StartDate=self.start_date, EndDate=self.end_date)
+        elif self.action == BY_ID_ACTION:
+            out.update(uniqueId=self.unique_id)
+        return out
 
 
 def _text(element: ET.Element | None) -> str | None:
@@ -413,6 +498,11 @@ def parse_api_request(body: bytes | None) -> ApiRequest:
         action=action.strip() if action is not None else None,
         # The file name is matched exactly: no trimming, unlike every other field.
         file_name=_text(root.find("FileName")),
+        unique_id=_text(root.find("uniqueId")),
+        page_size=_text(root.find("pageSize")),
+        start_at=_text(root.find("startAt")),
+        start_date=_text(root.find("StartDate")),
+        end_date=_text(root.find("EndDate")),
     )
 
 
@@ -482,6 +572,7 @@ class Tenant:
     deny: bool = False
     with_status: bool | None = None  # None: the global setting
     missing_mode: str | None = None  # None: the global setting
+    listing: str | None = None  # None: the global setting (LISTING_MODES)
     in_flight: int = 0  # our calls holding a slot now (never the holds below)
     max_in_flight: int = 0  # since the last reset
     # Slots a foreign client holds (POST /hold): [slots, monotonic expiry] each. They
@@ -504,6 +595,11 @@ class Config:
     with_status: bool = False
     missing_mode: str = "empty"
     pace: int = 0  # bytes/s of a recording reply's body; 0: as fast as possible
+    listing: str = "on"  # GetCallRecordings and by-id: on, denied, unknown
+    page_cap: int = 0  # most records a page holds, whatever was asked; 0: no cap
+    server_zone: float = 0.0  # hours east of UTC of the server's DateStamp and dates
+    record_element: str = "CallRecording"  # the listing's record element name
+    date_format: str = "iso"  # iso (a space), iso_t, us
 
     def public(self) -> dict:
         return dataclasses.asdict(self)
@@ -520,6 +616,7 @@ class Admission:
     delay: float = 0.0
     file_name: str = ""
     recording: Recording | None = None
+    listing: bytes | None = None  # a GetCallRecordings reply
     shape: str = "callrecording"
     wrap: int = 0
     pace: int = 0
@@ -535,6 +632,9 @@ class Counters:
         self.handshakes = 0
         self.auth_failures = 0
         self.faults_injected = 0
+        self.listing_calls = 0
+        self.listed_records = 0
+        self.by_id_calls = 0
         self.last_request: dict | None = None
 
 
@@ -680,6 +780,8 @@ class MockState:
                 "exceeded": c.exceeded, "connections": c.connections,
                 "handshakes": c.handshakes, "last_request": c.last_request,
                 "auth_failures": c.auth_failures, "faults_injected": c.faults_injected,
+                "listing_calls": c.listing_calls, "listed_records": c.listed_records,
+                "by_id_calls": c.by_id_calls,
             }
 
     def reset_counters(self) -> None:
@@ -733,13 +835,19 @@ class MockState:
         error = None
         if not req.action:
             error = ERR_NO_ACTION
-        elif req.action in DENIED_ACTIONS:
+        elif req.action in LISTING_ACTIONS and (tenant.listing or cfg.listing) == "denied":
             error = ERR_DENIED
-        elif req.action != DOWNLOAD_ACTION:
+        elif req.action in LISTING_ACTIONS and (tenant.listing or cfg.listing) == "unknown":
+            error = ERR_UNKNOWN_ACTION
+        elif req.action not in LISTING_ACTIONS and req.action != DOWNLOAD_ACTION:
             error = ERR_UNKNOWN_ACTION
         elif tenant.deny:
             error = ERR_DENIED
-        elif not req.file_name:
+        elif req.action == DOWNLOAD_ACTION and not req.file_name:
+            error = ERR_BAD_INPUT
+        elif req.action == BY_ID_ACTION and not (req.unique_id or "").strip():
+            error = ERR_BAD_INPUT
+        elif req.action == LIST_ACTION and not self._valid_listing(req):
             error = ERR_BAD_INPUT
         elif tenant.in_flight + tenant.held(time.monotonic()) >= cfg.limit:
             self._counters.exceeded += 1
@@ -752,7 +860,15 @@ class MockState:
         tenant.max_in_flight = max(tenant.max_in_flight, tenant.in_flight)
         self._in_flight += 1
         self._counters.max_in_flight = max(self._counters.max_in_flight, self._in_flight)
+        if req.action == LIST_ACTION:
+            return self._admit_listing(req, tenant, with_status)
         name = req.file_name
+        if req.action == BY_ID_ACTION:
+            self._counters.by_id_calls += 1
+            wanted = req.unique_id.strip()
+            found = [r for r in tenant.recordings.values()
+                     if r.listed_unique_id() == wanted and not r.deleted]
+            name = found[0].name if found else ""
         self._counters.calls[name] = self._counters.calls.get(name, 0) + 1
         fault = self._take_fault(tenant.name, name)
         if fault is not None and fault.with_status is not None:
@@ -769,6 +885,39 @@ class MockState:
         if fault is None and recording is None and missing_mode == "username_error":
             admission.error = ERR_USERNAME
         return admission
+
+    @staticmethod
+    def _valid_listing(req: ApiRequest) -> bool:
+        try:
+            page, start = int(req.page_size or ""), int(req.start_at or "")
+            for date in (req.start_date, req.end_date):
+                time.strptime(date or "", "%Y-%m-%d")
+        except ValueError:
+            return False
+        return page > 0 and start >= 0
+
+    def _admit_listing(self, req: ApiRequest, tenant: Tenant, with_status: bool) -> Admission:
+        """Holds a slot: the records of StartDate..EndDate (inclusive, in the server's
+        zone), oldest first, from startAt, at most min(pageSize, page_cap)."""
+        cfg = self._config
+        self._counters.listing_calls += 1
+        chosen = []
+        for rec in tenant.recordings.values():
+            call_time = rec.call_time if rec.call_time is not None else name_epoch(rec.name)
+            if call_time is None:
+                continue
+            if req.start_date <= server_date(call_time, cfg.server_zone) <= req.end_date:
+                chosen.append((rec, call_time, rec.describe()["size"] or 0))
+        chosen.sort(key=lambda item: (item[1], item[0].name))
+        page = int(req.page_size)
+        if cfg.page_cap:
+            page = min(page, cfg.page_cap)
+        start = int(req.start_at)
+        records = chosen[start:start + page]
+        self._counters.listed_records += len(records)
+        body = listing_xml(records, cfg.record_element, cfg.server_zone, cfg.date_format)
+        return Admission(with_status=with_status, slot_tenant=tenant, listing=body,
+                         delay=cfg.latency)
 
     def release(self, tenant: Tenant) -> None:
         with self._lock:
@@ -953,7 +1102,9 @@ class ApiHandler(_Handler):
             if admission.delay > 0 and self._wait_unless_client_left(admission.delay):
                 self.close_connection = True
                 return
-            if admission.fault is not None:
+            if admission.listing is not None:
+                self.send_body(Body.of(admission.listing))
+            elif admission.fault is not None:
                 self._send_fault(admission)
             elif admission.error is not None:
                 self.send_body(Body.of(error_xml(admission.error, admission.with_status)))
@@ -1078,6 +1229,24 @@ def _wrap(value) -> int:
     return value
 
 
+def _choice(value, what: str, choices) -> str:
+    if value not in choices:
+        raise BadRequest(f"{what} must be one of {', '.join(choices)}")
+    return value
+
+
+def _hours(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -14 <= value <= 14:
+        raise BadRequest("server_zone must be hours east of UTC, -14 to 14")
+    return float(value)
+
+
+def _element_name(value) -> str:
+    if not isinstance(value, str) or not value.isidentifier() or value in ("Error", "Status"):
+        raise BadRequest("record_element must be an XML name other than Error and Status")
+    return value
+
+
 def _shape(value) -> str:
     if value not in SHAPES:
         raise BadRequest(f"shape must be one of {SHAPES}")
@@ -1170,6 +1339,11 @@ class ControlHandler(_Handler):
             "with_status": lambda v: _want({"with_status": v}, "with_status", bool),
             "missing_mode": _missing_mode,
             "pace": self._pace,
+            "listing": lambda v: _choice(v, "listing", LISTING_MODES),
+            "page_cap": self._limit,
+            "server_zone": _hours,
+            "record_element": _element_name,
+            "date_format": lambda v: _choice(v, "date_format", DATE_FORMATS),
         }
         tenant_deny = {}
         for key, value in payload.items():
@@ -1217,12 +1391,29 @@ class ControlHandler(_Handler):
         if "missing_mode" in payload:
             mode = payload["missing_mode"]
             options["missing_mode"] = None if mode is None else _missing_mode(mode)
+        if "listing" in payload:
+            mode = payload["listing"]
+            options["listing"] = None if mode is None else _choice(mode, "listing", LISTING_MODES)
         tenant = self.state.add_tenant(name, key, **options)
         return {"name": tenant.name, "deny": tenant.deny, "with_status": tenant.with_status,
                 "missing_mode": tenant.missing_mode}
 
     def post_recording(self, payload, query):
         tenant = self._tenant_arg(payload)
+        return self._add_recording(tenant, payload)
+
+    def post_recordings(self, payload, query):
+        """Many at once: {"tenant": ..., "recordings": [{...as for /recording}, ...]}."""
+        tenant = self._tenant_arg(payload)
+        items = payload.get("recordings")
+        if not isinstance(items, list):
+            raise BadRequest("recordings must be a list")
+        checksums = _want(payload, "checksums", bool, default=True)
+        return {"added": [self._add_recording(tenant, item, checksums) for item in items]}
+
+    def _add_recording(self, tenant: str, payload: dict, checksums: bool = True) -> dict:
+        if not isinstance(payload, dict):
+            raise BadRequest("each recording must be a JSON object")
         name = self._name_arg(payload)
         shape = _shape(payload["shape"]) if payload.get("shape") is not None else None
         wrap = _wrap(payload["wrap"]) if payload.get("wrap") is not None else None
@@ -1245,7 +1436,18 @@ class ControlHandler(_Handler):
             if not os.path.isfile(path):
                 raise BadRequest(f"no such file {path!r}")
             recording = Recording(name, path=os.path.abspath(path), shape=shape, wrap=wrap)
-        size, sha256 = stream_sha256(recording)
+        for key, kind in (("call_time", int), ("listed_size", int), ("md5", str),
+                          ("deleted", bool), ("unique_id", str), ("note", str),
+                          ("direction", str), ("source", str), ("destination", str)):
+            value = _want(payload, key, (kind, type(None)))
+            if value is not None:
+                setattr(recording, key, value)
+        if recording.call_time is None and name_epoch(name) is None:
+            recording.call_time = int(time.time())
+        if checksums:
+            size, sha256 = stream_sha256(recording)
+        else:  # many listing-only records: no MD5 in their listing, no sha256 here
+            size, sha256 = recording.describe()["size"], None
         self.state.put_recording(tenant, recording)
         return {"tenant": tenant, "name": name, "size": size, "sha256": sha256}
 
@@ -1321,6 +1523,7 @@ class ControlHandler(_Handler):
         ("POST", "/config"): post_config,
         ("POST", "/tenant"): post_tenant,
         ("POST", "/recording"): post_recording,
+        ("POST", "/recordings"): post_recordings,
         ("GET", "/recording"): get_recording,
         ("DELETE", "/recording"): delete_recording,
         ("GET", "/recordings"): get_recordings,

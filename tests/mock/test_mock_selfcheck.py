@@ -123,6 +123,20 @@ class Mock:
         return status, body
 
 
+def listing_xml(start_date, end_date, page_size=500, start_at=0, tenant="lister",
+                key="lister-key") -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<XML><Tenant><Name>{tenant}</Name>'
+            f'<Auth>{key}</Auth></Tenant><ActionName>GetCallRecordings</ActionName>'
+            f'<pageSize>{page_size}</pageSize><startAt>{start_at}</startAt>'
+            f'<StartDate>{start_date}</StartDate><EndDate>{end_date}</EndDate></XML>').encode()
+
+
+def records_of(reply: bytes):
+    """(element name, {field: text}) for each child of <XML>."""
+    root = ET.fromstring(reply)
+    return [(child.tag, {f.tag: (f.text or "") for f in child}) for child in root]
+
+
 def request_xml(name, tenant="demo", key=DEMO_KEY, action=ACTION) -> bytes:
     parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<XML>']
     if tenant is not None or key is not None:
@@ -186,6 +200,8 @@ class MockSelfCheck(unittest.TestCase):
         m.ctl("POST", "/config", {"latency": 0, "limit": 3, "name_latency": {},
                                   "shape": "callrecording", "wrap": 0, "with_status": False,
                                   "missing_mode": "empty", "pace": 0,
+                                  "listing": "on", "page_cap": 0, "server_zone": 0,
+                                  "record_element": "CallRecording", "date_format": "iso",
                                   "tenant_deny": {"demo": False, "acme": False}})
         m.ctl("POST", "/reset")
 
@@ -260,8 +276,10 @@ class MockSelfCheck(unittest.TestCase):
             (request_xml("x.WAV", key="wrong", action="Bogus"), "Authorization Failed"),
             (request_xml("x.WAV", action=None), "No Action Defined"),
             (request_xml("x.WAV", action="  "), "No Action Defined"),
-            (request_xml(None, action="GetCallRecordings"), "Permission Denied"),
-            (request_xml("x", action="DownloadCallRecordingByUniqueId"), "Permission Denied"),
+            (request_xml(None, action="GetCallRecordings"),
+             "Incorrect Input Parameters. Please check documentation"),
+            (request_xml("x", action="DownloadCallRecordingByUniqueId"),
+             "Incorrect Input Parameters. Please check documentation"),
             (request_xml(None, action="Bogus"), "Action Name Not Found"),
             (request_xml(None), "Incorrect Input Parameters. Please check documentation"),
             (request_xml(""), "Incorrect Input Parameters. Please check documentation"),
@@ -697,6 +715,113 @@ class MockSelfCheck(unittest.TestCase):
         m.ctl("DELETE", "/recording?tenant=demo&name=big.WAV")
 
     # --- control API input checks -------------------------------------------------------
+    # --- GetCallRecordings and DownloadCallRecordingByUniqueId ---------------------------
+    def _lister(self, *recordings):
+        m = self.mock
+        m.ctl("POST", "/tenant", {"name": "lister", "key": "lister-key", "listing": None})
+        for name in [r["name"] for r in m.ctl("GET", "/recordings?tenant=lister")["recordings"]]:
+            m.ctl("DELETE", "/recording?" + urllib.parse.urlencode({"tenant": "lister",
+                                                                    "name": name}))
+        if recordings:
+            m.ctl("POST", "/recordings", {"tenant": "lister", "recordings": list(recordings)})
+
+    def test_listing_dates_paging_and_fields(self):
+        m = self.mock
+        # 2020-10-23 23:30 and 2020-10-24 00:30 UTC, then one a day later.
+        self._lister({"name": "late.WAV", "size": 100, "call_time": 1603495800, "note": "n1"},
+                     {"name": "early.WAV", "size": 120, "call_time": 1603499400},
+                     {"name": "pbx4-1603585800.1-1.WAV", "size": 140},
+                     {"name": "gone.WAV", "size": 100, "call_time": 1603495900, "deleted": True})
+        reply = m.post(listing_xml("2020-10-23", "2020-10-23"))[3]
+        recs = records_of(reply)
+        self.assertEqual([r[1]["FileName"] for r in recs], ["late.WAV", "gone.WAV"])
+        self.assertEqual(recs[0][0], "CallRecording")
+        fields = recs[0][1]
+        self.assertEqual(list(fields), ["uID", "MD5", "Direction", "Source", "Destination",
+                                        "DateStamp", "FileName", "FileSize", "HasComment",
+                                        "Flagged", "UniqueID", "IsDeleted", "Status", "CrmTag",
+                                        "Note", "SipCallId"])
+        self.assertEqual(fields["DateStamp"], "2020-10-23 23:30:00")
+        self.assertEqual(fields["FileSize"], "100")
+        self.assertEqual(fields["Note"], "n1")
+        self.assertEqual(recs[1][1]["IsDeleted"], "1")
+        # EndDate is inclusive.
+        names = [r[1]["FileName"] for r in records_of(
+            m.post(listing_xml("2020-10-23", "2020-10-24"))[3])]
+        self.assertEqual(names, ["late.WAV", "gone.WAV", "early.WAV"])
+        # The server's zone decides the date: at +2 h both calls are on the 24th.
+        m.ctl("POST", "/config", {"server_zone": 2, "date_format": "iso_t"})
+        recs = records_of(m.post(listing_xml("2020-10-24", "2020-10-24"))[3])
+        self.assertEqual([r[1]["FileName"] for r in recs], ["late.WAV", "gone.WAV", "early.WAV"])
+        self.assertEqual(recs[0][1]["DateStamp"], "2020-10-24T01:30:00")
+        m.ctl("POST", "/config", {"server_zone": 0, "date_format": "us"})
+        recs = records_of(m.post(listing_xml("2020-10-23", "2020-10-23"))[3])
+        self.assertEqual(recs[0][1]["DateStamp"], "10/23/2020 11:30:00 PM")
+        # Paging with startAt, and a server cap under what was asked.
+        m.ctl("POST", "/config", {"page_cap": 2, "record_element": "Row"})
+        page = records_of(m.post(listing_xml("2020-10-01", "2020-10-31", page_size=3))[3])
+        self.assertEqual([r[0] for r in page], ["Row", "Row"])
+        page2 = records_of(m.post(listing_xml("2020-10-01", "2020-10-31", page_size=3,
+                                              start_at=2))[3])
+        self.assertEqual([r[1]["FileName"] for r in page2], ["early.WAV", "pbx4-1603585800.1-1.WAV"])
+        self.assertEqual(records_of(m.post(listing_xml("2020-10-01", "2020-10-31",
+                                                       start_at=4))[3]), [])
+        st = m.stats()
+        self.assertEqual(st["listing_calls"], 7)
+        self.assertEqual(st["in_flight"], 0)
+
+    def test_listing_md5_and_overrides(self):
+        m = self.mock
+        data = b"RIFF" + os.urandom(200)
+        self._lister({"name": "a.WAV", "data_b64": base64.b64encode(data).decode(),
+                      "call_time": 1603495800},
+                     {"name": "b.WAV", "size": 100, "call_time": 1603495801,
+                      "md5": "0" * 32, "listed_size": 99})
+        recs = {r[1]["FileName"]: r[1] for r in records_of(
+            m.post(listing_xml("2020-10-23", "2020-10-23"))[3])}
+        self.assertEqual(recs["a.WAV"]["MD5"], hashlib.md5(data).hexdigest())
+        self.assertEqual(recs["a.WAV"]["FileSize"], str(len(data)))
+        self.assertEqual(recs["b.WAV"]["MD5"], "0" * 32)
+        self.assertEqual(recs["b.WAV"]["FileSize"], "99")
+
+    def test_listing_errors(self):
+        m = self.mock
+        self._lister()
+        self.assertEqual(error_of(m.post(listing_xml("2020-10-23", "bad"))[3]),
+                         "Incorrect Input Parameters. Please check documentation")
+        m.ctl("POST", "/config", {"listing": "denied"})
+        self.assertEqual(error_of(m.post(listing_xml("2020-10-23", "2020-10-23"))[3]),
+                         "Permission Denied")
+        m.ctl("POST", "/config", {"listing": "unknown"})
+        self.assertEqual(error_of(m.post(listing_xml("2020-10-23", "2020-10-23"))[3]),
+                         "Action Name Not Found")
+        m.ctl("POST", "/config", {"listing": "on"})
+        m.ctl("POST", "/tenant", {"name": "lister", "listing": "denied"})
+        self.assertEqual(error_of(m.post(listing_xml("2020-10-23", "2020-10-23"))[3]),
+                         "Permission Denied")
+        # Downloads by name are not affected.
+        m.ctl("POST", "/recording", {"tenant": "lister", "name": "x.WAV", "size": 100})
+        body = request_xml("x.WAV", "lister", "lister-key")
+        self.assertEqual(error_of(m.post(body)[3]), None)
+        m.ctl("POST", "/tenant", {"name": "lister", "listing": None})
+        self.assertEqual(m.control("POST", "/config", {"listing": "maybe"})[0], 400)
+        self.assertEqual(m.control("POST", "/config", {"record_element": "Error"})[0], 400)
+
+    def test_download_by_unique_id(self):
+        m = self.mock
+        data = os.urandom(300)
+        self._lister({"name": "pbx4-1603469421.1196632-1001.WAV",
+                      "data_b64": base64.b64encode(data).decode()})
+
+        def by_id(uid):
+            return ('<XML><Tenant><Name>lister</Name><Auth>lister-key</Auth></Tenant>'
+                    '<ActionName>DownloadCallRecordingByUniqueId</ActionName>'
+                    f'<uniqueId>{uid}</uniqueId></XML>').encode()
+        self.assertEqual(audio_of(m.post(by_id("1603469421.1196632"))[3]),
+                         ("pbx4-1603469421.1196632-1001.WAV", data))
+        self.assertEqual(audio_of(m.post(by_id("999.1"))[3]), ("", b""))
+        self.assertEqual(m.stats()["by_id_calls"], 2)
+
     def test_control_rejects_bad_input(self):
         m = self.mock
         for method, path, obj in (

@@ -75,6 +75,28 @@ bool FakeClient::wait_blocked(int n) {
     return cv_.wait_for(lock, 5s, [&] { return blocked_ >= n; });
 }
 
+std::size_t FakeClient::list(const api::ListingQuery& query, const api::RecordHandler& on_record,
+                             api::CancelToken& cancel) {
+    {
+        api::CancelSubscription wake(&cancel, [this] {
+            std::lock_guard lock(mutex_);
+            cv_.notify_all();
+        });
+        std::unique_lock lock(mutex_);
+        ++calls_[list_key];
+        order_.push_back(list_key);
+        max_in_flight_ = std::max(max_in_flight_, ++in_flight_);
+        ++blocked_;
+        cv_.notify_all();
+        cv_.wait(lock, [&] { return !held_ || cancel.cancelled(); });
+        --blocked_;
+        --in_flight_;
+        if (cancel.cancelled()) throw api::ApiError(EINTR, api::ErrorKind::cancelled, "cancelled");
+    }
+    if (!lister) return Client::list(query, on_record, cancel);
+    return lister(query, on_record);
+}
+
 void FakeClient::download(const std::string& name, api::Sink& sink, api::CancelToken& cancel) {
     FakeReply reply;
     {

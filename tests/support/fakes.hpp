@@ -53,6 +53,12 @@ struct FakeReply {
 class FakeClient final : public api::Client {
 public:
     void download(const std::string& name, api::Sink& sink, api::CancelToken& cancel) override;
+    // Counted under list_key in calls(); honours hold(); answered by `lister`.
+    std::size_t list(const api::ListingQuery& query, const api::RecordHandler& on_record,
+                     api::CancelToken& cancel) override;
+    static constexpr const char* list_key = "(list)";
+    // Set before any call; by default a listing is EOPNOTSUPP.
+    std::function<std::size_t(const api::ListingQuery&, const api::RecordHandler&)> lister;
 
     // Replies are consumed in order; the last one repeats.
     void script(const std::string& name, std::vector<FakeReply> replies);

@@ -41,10 +41,16 @@ public:
     CurlClient& operator=(const CurlClient&) = delete;
 
     void download(const std::string& file_name, Sink& sink, CancelToken& cancel) override;
+    std::size_t list(const ListingQuery& query, const RecordHandler& on_record,
+                     CancelToken& cancel) override;
+    std::string download_by_id(const std::string& unique_id, Sink& sink,
+                               CancelToken& cancel) override;
 
     struct Handle;  // one easy + multi pair, with its warm connection
 
 private:
+    // One call whose reply is a recording; returns its <fileName>.
+    std::string fetch_recording(Secret body, Sink& sink, CancelToken& cancel);
     std::unique_ptr<Handle> checkout();
     void checkin(std::unique_ptr<Handle> handle);
 

@@ -49,6 +49,12 @@ struct MountConfig {
     mode_t umask = 0;
     bool nocheck = false;
     bool passthrough = true;  // FUSE passthrough for disk-cached recordings, when the kernel allows
+    // Day folders from GetCallRecordings (nolisting turns them off).
+    bool listing = true;
+    std::string timezone;  // Area/City of the day folders; empty: the host's zone
+    unsigned listing_days = 31;
+    unsigned listing_page = 500;
+    bool verify_md5 = false;  // verify=md5
     // mount(8) flags
     bool sloppy = false;
     bool fake = false;

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -61,7 +62,28 @@ struct FetcherConfig {
     std::size_t max_pending = 1024;
     BuilderLimits builder;
     NamePolicy names;
+    // verify=md5: a download whose bytes disagree with the listing's MD5 is EIO, and
+    // not cached. Without it the mismatch is only logged and counted.
+    bool verify_md5 = false;
 };
+
+// What a day listing said of a name, for its download.
+struct ListedHint {
+    std::optional<std::chrono::system_clock::time_point> call_time;
+    std::string md5;  // lower-case hex, empty when the listing gave none
+};
+
+// Runs one upstream call of a job that is not a download by name.
+class CallRunner {
+public:
+    virtual ~CallRunner() = default;
+    // `attempt` is one call, retried as a download's would be. A "Concurrent API
+    // Calls Exceeded" puts the whole job back at the head of the queue: the job runs
+    // again later, and must keep whatever progress it wants to keep itself.
+    virtual void once(const std::function<void()>& attempt) = 0;
+};
+// A job's calls, through `runner`. Throws ApiError for the waiters' answer.
+using Call = std::function<void(CallRunner& runner, api::CancelToken& cancel)>;
 
 struct FetchResult {
     int error = 0;  // 0, or the errno for the caller
@@ -90,6 +112,11 @@ public:
     // Calls `done` before returning for anything the cache or the name alone
     // answers, and returns 0. Otherwise `done` runs later, on a Fetcher thread.
     WaitId fetch(const std::string& name, Completion done);
+    // Runs `call` as a job of the same queue as downloads (the same call budget,
+    // patience, retries and interrupt grace). Concurrent calls with one `key` share
+    // one run: `call` of a joining caller is dropped. `done` gets error 0 or the
+    // call's errno, with the same rules as fetch().
+    WaitId call(const std::string& key, Call call, Completion done);
     // The caller gave up: its completion will not run, and it no longer counts as a
     // waiter. False when the completion already ran or is running.
     bool cancel_wait(WaitId id);
@@ -112,6 +139,9 @@ public:
     void shutdown();
 
     const FetcherConfig& config() const noexcept { return config_; }
+    // For a Call's own upstream calls (through its CallRunner).
+    api::Client& client() noexcept { return client_; }
+    ContentCache& cache() noexcept { return cache_; }
 
     // The downloads that readers were let into and that are still arriving, for
     // readdir: not yet in the cache, yet already answered to a stat.
@@ -123,6 +153,11 @@ public:
     using Resized = std::function<void(const std::string& name, std::uint64_t announced,
                                        const CachedRecording& real)>;
     void on_resized(Resized listener) { resized_ = std::move(listener); }
+
+    // Where a download asks what a listing said of its name (call time, MD5). Runs
+    // with no Fetcher lock held. Set once, before the first fetch().
+    using Hints = std::function<std::optional<ListedHint>(const std::string& name)>;
+    void on_hints(Hints hints) { hints_ = std::move(hints); }
 
 private:
     struct Job;
@@ -174,6 +209,10 @@ private:
     // on Outcome::busy, a published builder to keep for the next attempt (or none).
     Outcome download(Job& job, FetchResult& result, bool& admitted,
                      std::unique_ptr<ContentBuilder>& finished);
+    Outcome run_call(Job& job, FetchResult& result, bool& admitted);
+    // Requires `lock` on mutex_: joins the job for `fresh->name`, or queues `fresh`.
+    WaitId enqueue(std::unique_lock<std::mutex>& lock, const JobPtr& fresh, Completion& done,
+                   Clock::time_point now);
     // The size is known: answers the job's waiters with the growing content.
     void publish(Job& job, std::shared_ptr<const Content> content,
                  std::chrono::system_clock::time_point mtime) noexcept;
@@ -206,6 +245,7 @@ private:
     bool stopping_ = false;
     std::vector<std::thread> threads_;
     Resized resized_;  // set before any fetch, read-only after
+    Hints hints_;      // the same
 };
 
 }  // namespace euphoria::core

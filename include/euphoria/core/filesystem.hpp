@@ -20,6 +20,8 @@
 
 #include "euphoria/core/fetcher.hpp"
 #include "euphoria/core/inode_table.hpp"
+#include "euphoria/core/listing.hpp"
+#include "euphoria/core/log.hpp"
 
 namespace euphoria::core {
 
@@ -46,6 +48,11 @@ struct DirEntry {
     std::string name;
     Ino ino;
     mode_t mode;
+    // A day folder's file: what readdirplus needs to answer its lookup as well.
+    bool listed = false;
+    std::uint64_t size = 0;
+    std::chrono::system_clock::time_point mtime{};
+    Clock::time_point expires_at{};
 };
 
 // Replies return whether the kernel got the answer; false (the request was
@@ -53,10 +60,17 @@ struct DirEntry {
 // promised, such as a lookup count.
 using EntryReply = std::function<bool(const EntryAnswer&)>;
 using OpenReply = std::function<bool(OpenAnswer&&)>;
+// 0 and the entries, or an errno.
+using DirReply = std::function<bool(int error, std::vector<DirEntry>&& entries)>;
 
 class Filesystem {
 public:
     Filesystem(Fetcher& fetcher, ContentCache& cache, Stats& stats, Clock& clock, Ownership owner);
+
+    // Day folders (YYYY-MM-DD) from `listings`; without it (nolisting) the root has
+    // recordings only. Set once, before requests are served; `logger` tells when a
+    // download disagrees with the listing.
+    void enable_listing(Listings& listings, Logger& logger);
 
     // Each returns the wait to cancel() on an interrupt, or 0 when `reply` already ran.
     // `pid` is the calling program's: its own repeat lookups within
@@ -77,6 +91,26 @@ public:
     EntryAnswer getattr(Ino ino);
     void forget(Ino ino, std::uint64_t count) { inodes_.forget(ino, count, clock_.now()); }
     std::vector<DirEntry> readdir(Ino ino, int& error);
+    // readdir for any folder: a day folder may need its listing first, so `reply`
+    // may run later. Returns the wait to cancel, or 0 when `reply` already ran.
+    WaitId opendir(Ino ino, DirReply reply);
+    // For readdirplus, as the entry goes out: a listed file's lookup (counted, as
+    // the kernel will forget it), or for any other entry ino 0, which the kernel
+    // takes as a plain entry with no lookup.
+    EntryAnswer plus_entry(const DirEntry& entry);
+    // Day folders' inodes: fixed numbers, far above any recording's.
+    static constexpr Ino day_ino_base = Ino{1} << 62;
+    static constexpr std::int64_t day_ino_offset = std::int64_t{1} << 40;
+    static Ino day_ino(std::int64_t day) noexcept {
+        return day_ino_base + static_cast<Ino>(day + day_ino_offset);
+    }
+    std::optional<std::int64_t> day_of(Ino ino) const noexcept;
+    // by-id/: a symlink per unique id, to ../fileName.
+    static constexpr Ino by_id_ino = day_ino_base - 1;
+    static constexpr Ino link_ino_base = Ino{1} << 61;
+    static constexpr const char* by_id_name = "by-id";
+    // A by-id link's target ("../fileName"), or an errno.
+    std::string readlink(Ino ino, int& error);
     // Root xattrs: the counters. Returns the value, or sets error (ENODATA...).
     std::string getxattr(Ino ino, const std::string& name, int& error);
     std::string listxattr(Ino ino);
@@ -93,6 +127,17 @@ public:
 
 private:
     struct stat root_attr() const;
+    struct stat day_attr(std::int64_t day) const;
+    void lookup_listed(std::int64_t day, const std::string& name, const DayListing& l,
+                       const EntryReply& reply);
+    std::optional<ListedFile> listed_file(Ino ino) const;
+    struct stat link_attr(Ino ino, const std::string& target) const;
+    WaitId lookup_by_id(const std::string& id, EntryReply reply);
+    // The by-id job: one DownloadCallRecordingByUniqueId, cached under its fileName.
+    void resolve_id(const std::string& id, CallRunner& runner, api::CancelToken& cancel);
+    // What is known of `id` now: a link, a negative answer, or nothing.
+    std::optional<EntryAnswer> known_id(const std::string& id);
+    void remember_id(const std::string& id, std::string target, Clock::time_point until);
     struct stat file_attr(Ino ino, const InodeInfo& info) const;
     double seconds_left(Clock::time_point until);
     void answer_lookup(const std::string& name, const FetchResult& r, pid_t pid,
@@ -116,6 +161,20 @@ private:
     const std::chrono::system_clock::time_point mounted_at_;
     InodeTable inodes_;
     Invalidate invalidate_;  // set before requests are served, read-only after
+    Listings* listings_ = nullptr;  // the same
+    Logger* logger_ = nullptr;      // the same
+
+    struct Link {
+        std::string id;
+        std::string target;  // "../fileName"; empty: no such id (a negative answer)
+        Clock::time_point until{};
+    };
+    // Guards links_, link_of_ and next_link_. A leaf lock.
+    mutable std::mutex links_mutex_;
+    std::unordered_map<Ino, Link> links_;
+    std::unordered_map<std::string, Ino> link_of_;  // by id
+    Ino next_link_ = link_ino_base;
+    static constexpr std::size_t max_links = 65536;  // past it, expired ones go
     // Guards reads_ and next_read_. A leaf lock: never held while calling a Content.
     std::mutex reads_mutex_;
     std::unordered_map<WaitId, ReadWait> reads_;

@@ -28,6 +28,9 @@ struct InodeInfo {
     std::uint64_t size = 0;
     std::chrono::system_clock::time_point mtime{};
     Clock::time_point expires_at{};  // of the recording last seen for it
+    // A day listing gave it out: its size is the listing's FileSize until a
+    // download says otherwise (the download wins).
+    bool listed = false;
 };
 
 class InodeTable {
@@ -52,6 +55,12 @@ public:
     // `now`, for program `pid`.
     Ino acquire(const std::string& name, const CachedRecording& recording, bool lookup,
                 Clock::time_point now, Pin pin = Pin::none, pid_t pid = 0);
+    // The same for a file a day listing names: its size and call time come from the
+    // listing, with no download. The same version as a download's inode when both
+    // agree, so one recording read by either path has one inode.
+    Ino acquire_listed(const std::string& name, std::uint64_t size,
+                       std::chrono::system_clock::time_point mtime, Clock::time_point expires_at,
+                       bool lookup, Clock::time_point now);
     std::optional<InodeInfo> find(Ino ino) const;
     // The recording pinned for the inode, if still alive and pinned less than
     // open_window before `now`.

@@ -29,6 +29,8 @@ struct Stats {
     std::atomic<std::uint64_t> pending{0};  // requests waiting for a download
     std::atomic<std::uint64_t> early_replies{0};  // downloads opened to readers before their end
     std::atomic<std::uint64_t> waiting_reads{0};  // reads that waited for their range to arrive
+    std::atomic<std::uint64_t> md5_mismatches{0};  // downloads whose MD5 is not the listing's
+    std::atomic<std::uint64_t> listings{0};        // day listings fetched (each one or more calls)
 
     // Errors handed to callers, by errno; the last slot counts any other errno.
     static constexpr std::array<int, 9> tracked_errnos{13, 2, 11, 5, 71, 110, 4, 28, 22};

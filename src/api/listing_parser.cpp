@@ -1,0 +1,267 @@
+#include "euphoria/api/listing.hpp"
+
+#include <libxml/parser.h>
+#include <libxml/xmlerror.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <stdexcept>
+
+#include "euphoria/api/error.hpp"
+#include "euphoria/api/libxml_init.hpp"
+
+namespace euphoria::api {
+
+namespace {
+
+constexpr std::array<std::string_view, record_field_count> field_names{
+    "uID",  "MD5",     "Direction", "Source", "Destination", "DateStamp", "FileName", "FileSize",
+    "HasComment", "Flagged", "UniqueID", "IsDeleted", "Status", "CrmTag", "Note", "SipCallId",
+};
+constexpr std::size_t max_piece = std::size_t{1} << 20;
+constexpr std::size_t max_quoted_message = 200;
+
+ApiError malformed(std::string_view what) {
+    return ApiError(EIO, ErrorKind::malformed, "malformed listing: " + std::string(what));
+}
+
+std::string_view trim(std::string_view text) {
+    constexpr std::string_view space = " \t\r\n";
+    const auto first = text.find_first_not_of(space);
+    if (first == std::string_view::npos) return {};
+    return text.substr(first, text.find_last_not_of(space) - first + 1);
+}
+
+int field_index(std::string_view name) {
+    for (std::size_t i = 0; i < field_names.size(); ++i) {
+        if (field_names[i] == name) return static_cast<int>(i);
+    }
+    return -1;
+}
+
+void append_bounded(std::string& field, const char* text, std::size_t size) {
+    constexpr std::size_t limit = ListingParser::max_field_size;
+    field.append(text, std::min(size, limit - std::min(field.size(), limit)));
+}
+
+const char* as_chars(const xmlChar* text) { return reinterpret_cast<const char*>(text); }
+
+}  // namespace
+
+std::string_view record_field_name(RecordField field) noexcept {
+    return field_names[static_cast<std::size_t>(field)];
+}
+
+ApiError for_optional_action(const ApiError& error) {
+    if (error.server_text() == "Action Name Not Found") {
+        return ApiError(EOPNOTSUPP, ErrorKind::rejected,
+                        "the API does not offer this action: Action Name Not Found",
+                        error.server_text());
+    }
+    return error;
+}
+
+// libxml2's C callbacks: nothing may unwind through its frames, so each records what
+// went wrong and the parse stops once xmlParseChunk has returned.
+struct ListingSax {
+    template <typename Event>
+    static void guarded(void* user, Event&& event) noexcept {
+        auto& parser = *static_cast<ListingParser*>(user);
+        if (parser.failure_) return;
+        try {
+            event(parser);
+        } catch (...) {
+            parser.fail(std::current_exception());
+        }
+    }
+    static void start_element(void* user, const xmlChar* local_name, const xmlChar*,
+                              const xmlChar*, int, const xmlChar**, int, int, const xmlChar**) {
+        guarded(user, [&](ListingParser& p) { p.on_start(as_chars(local_name)); });
+    }
+    static void end_element(void* user, const xmlChar*, const xmlChar*, const xmlChar*) {
+        guarded(user, [](ListingParser& p) { p.on_end(); });
+    }
+    static void text(void* user, const xmlChar* text, int size) {
+        guarded(user, [&](ListingParser& p) { p.on_text(as_chars(text), static_cast<std::size_t>(size)); });
+    }
+    static void doctype(void* user, const xmlChar*, const xmlChar*, const xmlChar*) {
+        auto& parser = *static_cast<ListingParser*>(user);
+        parser.fail(std::make_exception_ptr(malformed("reply has a DOCTYPE")));
+        xmlStopParser(parser.ctxt_.get());  // before the subset's declarations are read
+    }
+    template <typename ErrorPointer>
+    static void structured_error(void* user, ErrorPointer error) {
+        if (error == nullptr || error->level < XML_ERR_ERROR) return;
+        guarded(user, [&](ListingParser&) {
+            std::string_view text = trim(error->message ? error->message : "unknown error");
+            text = text.substr(0, std::min(text.size(), max_quoted_message));
+            throw malformed(std::string(text) + " (line " + std::to_string(error->line) + ")");
+        });
+    }
+    static xmlSAXHandler handler() {
+        xmlSAXHandler h{};
+        h.initialized = XML_SAX2_MAGIC;
+        h.startElementNs = start_element;
+        h.endElementNs = end_element;
+        h.characters = text;
+        h.ignorableWhitespace = text;
+        h.cdataBlock = text;
+        h.internalSubset = doctype;
+        h.externalSubset = doctype;
+        h.serror = structured_error;
+        return h;
+    }
+};
+
+void ListingParser::ContextDeleter::operator()(xmlParserCtxt* ctxt) const noexcept {
+    if (ctxt->myDoc != nullptr) xmlFreeDoc(ctxt->myDoc);
+    xmlFreeParserCtxt(ctxt);
+}
+
+ListingParser::ListingParser(RecordHandler on_record) : on_record_(std::move(on_record)) {
+    init_libxml();
+    xmlSAXHandler handler = ListingSax::handler();
+    ctxt_.reset(xmlCreatePushParserCtxt(&handler, this, nullptr, 0, nullptr));
+    if (!ctxt_) throw std::bad_alloc();
+    xmlCtxtUseOptions(ctxt_.get(), XML_PARSE_NONET);
+}
+
+ListingParser::~ListingParser() = default;
+
+void ListingParser::check_usable() const {
+    if (failure_) std::rethrow_exception(failure_);
+    if (finished_) throw std::logic_error("ListingParser used after finish()");
+}
+
+void ListingParser::fail(std::exception_ptr error) noexcept {
+    if (!failure_) failure_ = std::move(error);
+    ctxt_->disableSAX = 1;
+}
+
+void ListingParser::feed(const char* data, std::size_t size) {
+    check_usable();
+    bytes_fed_ += size;
+    while (size > 0) {
+        const std::size_t piece = std::min(size, max_piece);
+        parse(data, piece, false);
+        data += piece;
+        size -= piece;
+    }
+}
+
+std::size_t ListingParser::finish() {
+    check_usable();
+    finished_ = true;
+    try {
+        if (bytes_fed_ == 0) throw malformed("empty body");
+        parse(nullptr, 0, true);
+        if (!root_closed_) throw malformed("reply ended before </XML>");
+        if (error_seen_) throw for_optional_action(error_from_server_text(trim(error_text_)));
+    } catch (...) {
+        fail(std::current_exception());
+        throw;
+    }
+    return records_;
+}
+
+void ListingParser::parse(const char* data, std::size_t size, bool terminate) {
+    const int rc = xmlParseChunk(ctxt_.get(), data, static_cast<int>(size), terminate ? 1 : 0);
+    if (!failure_) {
+        const xmlParserInput* in = ctxt_->input;
+        const bool unconverted = in && in->buf && in->buf->error != 0;
+        if (unconverted) {
+            fail(std::make_exception_ptr(malformed("bytes not valid in the declared encoding")));
+        } else if (rc != XML_ERR_OK || !ctxt_->wellFormed) {
+            fail(std::make_exception_ptr(malformed("not well-formed XML")));
+        }
+    }
+    if (failure_) {
+        xmlStopParser(ctxt_.get());
+        std::rethrow_exception(failure_);
+    }
+}
+
+void ListingParser::on_start(std::string_view name) {
+    if (utf8_.need > 0) throw malformed("text that is not UTF-8");
+    ++depth_;
+    if (depth_ == 1) {
+        if (name != "XML") throw malformed("reply is not rooted at <XML>");
+        return;
+    }
+    if (depth_ == 2) {
+        if (name == "Error") {
+            in_error_ = !error_seen_;
+            error_seen_ = true;
+        } else if (name != "Status") {
+            in_record_ = true;
+            record_has_field_ = false;
+            for (auto& f : record_.fields) f.clear();
+        }
+        return;
+    }
+    if (depth_ == 3 && in_record_) {
+        field_ = field_index(name);
+        if (field_ >= 0) {
+            record_has_field_ = true;
+            record_.fields[static_cast<std::size_t>(field_)].clear();
+        }
+    }
+}
+
+void ListingParser::on_end() {
+    if (utf8_.need > 0) throw malformed("text that is not UTF-8");
+    if (depth_ == 3) field_ = -1;
+    if (depth_ == 2) {
+        in_error_ = false;
+        if (in_record_) {
+            in_record_ = false;
+            // An element with no known field is no record (a wrapper's stray text).
+            if (record_has_field_) {
+                for (auto& f : record_.fields) f = std::string(trim(f));
+                ++records_;
+                on_record_(record_);
+            }
+        }
+    }
+    if (depth_ == 1) root_closed_ = true;
+    --depth_;
+}
+
+bool ListingParser::Utf8Check::feed(const char* text, std::size_t size) noexcept {
+    for (std::size_t i = 0; i < size; ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (need > 0) {
+            if (c < lo || c > hi) return false;
+            lo = 0x80;
+            hi = 0xBF;
+            --need;
+            continue;
+        }
+        if (c < 0x80) continue;
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F;  // no surrogates
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+void ListingParser::on_text(const char* text, std::size_t size) {
+    if (!utf8_.feed(text, size)) throw malformed("text that is not UTF-8");
+    if (depth_ == 2 && in_error_) {
+        append_bounded(error_text_, text, size);
+    } else if (depth_ == 3 && in_record_ && field_ >= 0) {
+        append_bounded(record_.fields[static_cast<std::size_t>(field_)], text, size);
+    }
+}
+
+}  // namespace euphoria::api
