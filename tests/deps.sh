@@ -9,12 +9,14 @@ set -euo pipefail
 # compiled library) on 13; tests/support/catch_compat.hpp takes either.
 EUPHORIA_DEPS=(
   g++ cmake make pkg-config
-  libfuse3-dev fuse3 libcurl4-openssl-dev libxml2-dev libboost-program-options-dev catch2
+  libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev libxml2-dev libboost-program-options-dev catch2
   python3 openssl ca-certificates sox espeak-ng attr
   groff-base man-db mandoc dpkg-dev file rpm lintian
   clang clang-tidy
   # The pcm/ view: libgsm decodes GSM 6.10.
   libgsm1-dev
+  # The day folders' end-to-end tests copy a day out as a script would.
+  rsync
 )
 
 # What differs: clang's runtime (libFuzzer, the sanitizers) is versioned. 12's clang
