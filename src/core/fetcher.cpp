@@ -635,12 +635,17 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
         made = std::move(job.kept);
     }
     if (!made) {
+        // With verify=md5 no reader may see a byte before the whole download matched
+        // the listing's MD5, so such a download answers nobody early.
+        ContentBuilder::Published published;
+        if (!(config_.verify_md5 && hint && !hint->md5.empty())) {
+            published = [this, &job, mtime](std::shared_ptr<const Content> content) {
+                publish(job, std::move(content), mtime);
+            };
+        }
         made = std::make_unique<ContentBuilder>(
             config_.builder, [this](std::uint64_t bytes) { return cache_.reserve_memory(bytes); },
-            [this](std::uint64_t bytes) { return cache_.reserve_disk(bytes); },
-            [this, &job, mtime](std::shared_ptr<const Content> content) {
-                publish(job, std::move(content), mtime);
-            });
+            [this](std::uint64_t bytes) { return cache_.reserve_disk(bytes); }, std::move(published));
     }
     ContentBuilder& builder = *made;
     std::uint64_t announced = 0;  // the size readers were told, if they were let in

@@ -60,7 +60,11 @@ Ino InodeTable::acquire_listed(const std::string& name, std::uint64_t size,
     Node* node = nullptr;
     if (current != by_name_.end()) {
         node = &nodes_.at(current->second);
-        if (node->info.size != size || node->info.mtime != mtime) node = nullptr;
+        // A download's size wins over the listing's: the one that corrected the
+        // listing before, or a fresh download of the name at the root.
+        const bool same_size = node->info.size == size || node->listed_size == size ||
+                               (!node->info.listed && node->info.expires_at > now);
+        if (!same_size || node->info.mtime != mtime) node = nullptr;
     }
     if (node) {
         ino = current->second;
@@ -70,6 +74,7 @@ Ino InodeTable::acquire_listed(const std::string& name, std::uint64_t size,
         ino = next_++;
         node = &nodes_[ino];
         node->info = InodeInfo{name, size, mtime, expires_at, true};
+        node->listed_size = size;
         by_name_[name] = ino;
         if (!lookup) {
             unreferenced_.push_back(ino);

@@ -342,8 +342,9 @@ TEST_CASE("day folders through the Filesystem: lookups, entries, xattrs, and the
     ListingRig r("UTC");
     const std::string bytes = bytes_of(5000, 'd');
     r.server.records = {{"a.WAV", late_utc, "6000", "0", "", "0123456789abcdef0123456789abcdef"},
-                        {"b.WAV", late_utc + 1, "5000"}};
+                        {"b.WAV", late_utc + 1, "5000"}, {"c.WAV", late_utc + 2, "7000"}};
     r.rig.client.script("a.WAV", {FakeReply::ok(bytes)});
+    r.rig.client.script("c.WAV", {FakeReply::ok(bytes_of(4000, 'c'))});
     core::Filesystem fs(*r.rig.fetcher, *r.rig.cache, r.rig.stats, r.rig.clock, core::Ownership{});
     std::vector<core::Ino> invalidated;
     std::mutex m;
@@ -388,7 +389,7 @@ TEST_CASE("day folders through the Filesystem: lookups, entries, xattrs, and the
         return true;
     });
     const auto listed = entries.get();
-    REQUIRE(listed.size() == 4);
+    REQUIRE(listed.size() == 5);
     CHECK(listed[2].name == "a.WAV");
     CHECK(fs.plus_entry(listed[2]).ino == a.ino);
     CHECK(fs.plus_entry(listed[0]).ino == 0);  // "." goes out without a lookup
@@ -417,6 +418,20 @@ TEST_CASE("day folders through the Filesystem: lookups, entries, xattrs, and the
     // The root's lookup of the name is the same download: a cache hit.
     CHECK(lookup(fs, core::root_ino, "a.WAV").ino == a.ino);
     CHECK(r.rig.client.calls("a.WAV") == 1);
+    // The listing's wrong size does not come back with the next look at the day:
+    // the corrected version stays, so rsync's quick check sees 5000 every time.
+    const auto again = lookup(fs, day.ino, "a.WAV");
+    CHECK(again.ino == a.ino);
+    CHECK(again.attr.st_size == 5000);
+    CHECK(fs.plus_entry(listed[2]).attr.st_size == 5000);
+    // Downloaded at the root first: the listing's 7000 does not replace its 4000.
+    const auto c_root = lookup(fs, core::root_ino, "c.WAV");
+    REQUIRE(c_root.error == 0);
+    CHECK(c_root.attr.st_size == 4000);
+    const auto c_day = lookup(fs, day.ino, "c.WAV");
+    CHECK(c_day.ino == c_root.ino);
+    CHECK(c_day.attr.st_size == 4000);
+    CHECK(r.rig.client.calls("c.WAV") == 1);
     r.rig.fetcher->shutdown();
 }
 
@@ -444,4 +459,35 @@ TEST_CASE("an API without GetCallRecordings is EOPNOTSUPP, logged once") {
     CHECK(r.calls() == 3);  // an error is not cached
     std::lock_guard lock(logger.m);
     CHECK(logger.unsupported == 1);
+}
+
+TEST_CASE("with verify=md5 a listed download answers nobody before its MD5 is checked",
+          "[core][listing][progressive]") {
+    const auto bytes = riff_of(100000);
+    for (const bool verify : {false, true}) {
+        Rig rig([verify](core::FetcherConfig& c) { c.verify_md5 = verify; });
+        rig.fetcher->on_hints([](const std::string&) -> std::optional<core::ListedHint> {
+            return core::ListedHint{std::nullopt, "00000000000000000000000000000000"};
+        });
+        rig.client.script("v.WAV", {FakeReply::ok(bytes)});
+        rig.client.hold_after_first_chunk();
+        auto answer = std::async(std::launch::async, [&] {
+            return rig.fetcher->get("v.WAV", nullptr, core::Fetcher::Until::answered);
+        });
+        if (!verify) {
+            // Without verify the RIFF header lets readers in while the rest is held.
+            REQUIRE(answer.wait_for(5s) == std::future_status::ready);
+            CHECK(answer.get().error == 0);
+            CHECK(rig.stats.early_replies.load() == 1);
+            rig.client.release();
+        } else {
+            std::this_thread::sleep_for(50ms);
+            CHECK(answer.wait_for(0s) == std::future_status::timeout);
+            rig.client.release();
+            REQUIRE(answer.wait_for(5s) == std::future_status::ready);
+            CHECK(answer.get().error == EIO);
+            CHECK(rig.stats.early_replies.load() == 0);
+        }
+        rig.fetcher->shutdown();
+    }
 }

@@ -101,6 +101,10 @@ private:
         Clock::time_point recent_until{};
         pid_t recent_pid = 0;
         bool forgotten = false;  // no kernel reference left; kept until the pin ends
+        // The FileSize a listing gave this version, kept when a download corrects
+        // info.size: the next listing of the same wrong size finds the corrected
+        // version, so rsync's quick check sees the real size, not the listing's.
+        std::optional<std::uint64_t> listed_size;
     };
     std::optional<CachedRecording> pinned(const Node& node, Clock::time_point now) const;
     void erase(Ino ino);                    // requires mutex_
