@@ -68,6 +68,7 @@ struct Listings::Progress {
     std::string start_date, end_date;
     std::uint64_t start_at = 0;
     unsigned calls = 0;
+    std::string first_name;  // the first page's first record, of any day
     std::uint64_t skipped = 0;  // records with no call time or no servable name
     std::unordered_map<std::string, ListedFile> files;
     Clock::time_point started{};
@@ -147,12 +148,15 @@ void Listings::run(std::int64_t day, Progress& p, CallRunner& runner, api::Cance
         std::vector<ListedFile> page;
         std::uint64_t skipped = 0;
         std::size_t n = 0;
+        std::string page_first;
         runner.once([&] {
             page.clear();
             skipped = 0;
+            page_first.clear();
             n = client_.list(
                 query,
                 [&](const api::ListedRecord& rec) {
+                    if (page_first.empty()) page_first = rec[RecordField::file_name];
                     if (deleted(rec[RecordField::is_deleted])) return;
                     const auto t = record_call_time(rec, zone_);
                     const auto& name = rec[RecordField::file_name];
@@ -176,6 +180,17 @@ void Listings::run(std::int64_t day, Progress& p, CallRunner& runner, api::Cance
                 cancel);
         });
         // Only a whole page counts: a reply that failed half-way is retried whole.
+        if (p.calls == 0) {
+            p.first_name = page_first;
+        } else if (n > 0 && !page_first.empty() && page_first == p.first_name) {
+            // The first page again: a server that ignores startAt would be paged
+            // for ever. What came so far is all there is to have.
+            logger_.log(LogLevel::warning, "listing " + format_day(day) + ": page " +
+                                               std::to_string(p.calls + 1) +
+                                               " repeats the first (startAt ignored?); "
+                                               "stopping with what the first pages gave");
+            break;
+        }
         ++p.calls;
         p.skipped += skipped;
         for (auto& f : page) p.files.insert_or_assign(f.name, std::move(f));

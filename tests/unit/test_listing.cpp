@@ -36,6 +36,7 @@ struct ServerRecord {
 struct FakeServer {
     std::vector<ServerRecord> records;
     std::size_t cap = 0;
+    bool ignores_start_at = false;  // every page is the first
     std::vector<api::ListingQuery> queries;
     std::mutex mutex;
 
@@ -47,7 +48,8 @@ struct FakeServer {
         std::size_t page = q.page_size;
         if (cap) page = std::min(page, cap);
         std::size_t n = 0;
-        for (std::size_t i = q.start_at; i < records.size() && n < page; ++i, ++n) {
+        const std::size_t from = ignores_start_at ? 0 : q.start_at;
+        for (std::size_t i = from; i < records.size() && n < page; ++i, ++n) {
             const auto& r = records[i];
             api::ListedRecord rec;
             rec[RecordField::file_name] = r.name;
@@ -181,6 +183,16 @@ TEST_CASE("paging with startAt under a server cap smaller than the page asked") 
     r.server.queries.clear();
     CHECK(r.list("2020-10-24").files->size() == 40);
     CHECK(r.server.queries.size() == 1);
+}
+
+TEST_CASE("a server that ignores startAt is not paged for ever") {
+    ListingRig r("UTC", 500);
+    for (int i = 0; i < 1200; ++i) r.server.records.push_back({name_of(i) + ".WAV", late_utc + i});
+    r.server.ignores_start_at = true;
+    auto l = r.list("2020-10-23");
+    REQUIRE(l.error == 0);
+    CHECK(l.files->size() == 500);  // all that such a server can give
+    CHECK(r.calls() == 2);          // the second page showed the first one again
 }
 
 TEST_CASE("a page as full as asked is followed by one more") {
