@@ -56,7 +56,7 @@ long glibc_offset(Seconds t) {
 TEST_CASE("TZif offsets agree with glibc localtime_r") {
     for (const std::string zone : {"Europe/Paris", "America/New_York", "Australia/Lord_Howe",
                                    "Asia/Kolkata", "UTC", "America/Sao_Paulo", "Pacific/Chatham",
-                                   "Africa/Casablanca", "America/Godthab"}) {
+                                   "Africa/Casablanca", "America/Nuuk"}) {
         INFO(zone);
         const auto tz = core::TimeZone::load(zone);
         TzScope scope(zone);
