@@ -252,7 +252,15 @@ int run(int argc, const char* const* argv) {
             try {
                 zone = core::TimeZone::load(cfg.timezone);
             } catch (const std::exception& e) {
-                throw Fatal{exit_usage, std::string("option timezone: ") + e.what()};
+                if (!cfg.timezone.empty()) {
+                    throw Fatal{exit_usage, std::string("option timezone: ") + e.what()};
+                }
+                // No zone asked for and none set up (a minimal container): UTC, as
+                // glibc itself would use, rather than refusing a mount that worked
+                // before day folders existed.
+                std::cerr << "mount.euphoria: " << e.what()
+                          << "; day folders use UTC (set timezone= to choose)\n";
+                zone = core::TimeZone::utc();
             }
         }
         check_mountpoint(cfg.mountpoint);

@@ -198,6 +198,21 @@ class MountHelperTest(harness.E2ETestCase):
         self.assertEqual(bad.returncode, 1)
         self.assertIn("cache-ttl", bad.stderr)
 
+    def test_time_zone_unknown_or_missing(self):
+        # An unknown zone asked for is bad usage.
+        bad = self.helper("demo", self.dir, "-f", "-o", self.opts("timezone=Nowhere/Else"))
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("timezone", bad.stderr)
+        # None asked for, and the host has none (a minimal container: here a private
+        # mount namespace with /etc/localtime hidden): UTC, with a warning.
+        script = ('mount --bind /dev/null /etc/localtime && exec "$0" "$@"')
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                            harness.BINARY, "demo", self.dir, "-f", "-o", self.opts()],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("day folders use UTC", r.stderr)
+        self.assertFalse(harness.is_mounted(self.dir))
+
     def test_sloppy_ignores_unknown_options(self):
         r = self.helper("demo", self.dir, "-o", self.opts("frobnicate=3"))
         self.assertEqual(r.returncode, 1)
