@@ -426,22 +426,37 @@ void on_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_in
 void on_readdirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
     guarded(req, [&] {
         const auto& entries = handle_of<OpenDir>(fi).entries;
+        auto& fs = fs_of(req);
         std::vector<char> buf(size);
         size_t used = 0;
-        for (auto i = static_cast<size_t>(std::max<off_t>(off, 0)); i < entries.size(); ++i) {
-            const auto& entry = entries[i];
-            const size_t need = fuse_add_direntry_plus(req, nullptr, 0, entry.name.c_str(), nullptr, 0);
-            if (need > size - used) break;
-            const EntryAnswer a = fs_of(req).plus_entry(entry);
-            fuse_entry_param e{};
-            e.ino = a.ino;
-            e.attr = a.attr;
-            e.attr_timeout = a.timeout;
-            e.entry_timeout = a.timeout;
-            used += fuse_add_direntry_plus(req, buf.data() + used, size - used, entry.name.c_str(), &e,
-                                           static_cast<off_t>(i + 1));
+        // Each entry with a node id counts as a lookup. A reply the kernel never
+        // gets (an interrupt, an unmount, a throw part-way) must give them back, or
+        // the nodes stay for ever.
+        std::vector<core::Ino> counted;
+        const auto give_back = [&] {
+            for (const auto ino : counted) fs.forget(ino, 1);
+        };
+        try {
+            counted.reserve(entries.size());
+            for (auto i = static_cast<size_t>(std::max<off_t>(off, 0)); i < entries.size(); ++i) {
+                const auto& entry = entries[i];
+                const size_t need = fuse_add_direntry_plus(req, nullptr, 0, entry.name.c_str(), nullptr, 0);
+                if (need > size - used) break;
+                const EntryAnswer a = fs.plus_entry(entry);
+                if (a.ino) counted.push_back(a.ino);
+                fuse_entry_param e{};
+                e.ino = a.ino;
+                e.attr = a.attr;
+                e.attr_timeout = a.timeout;
+                e.entry_timeout = a.timeout;
+                used += fuse_add_direntry_plus(req, buf.data() + used, size - used, entry.name.c_str(), &e,
+                                               static_cast<off_t>(i + 1));
+            }
+        } catch (...) {
+            give_back();
+            throw;
         }
-        fuse_reply_buf(req, buf.data(), used);
+        if (fuse_reply_buf(req, buf.data(), used) != 0) give_back();
     });
 }
 
