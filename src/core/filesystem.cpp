@@ -313,7 +313,7 @@ void Filesystem::answer_open(Ino ino, const InodeInfo& info, FetchResult r, cons
                 for (const Ino i : inos) invalidate_(i);
             });
         }
-        serve_open(ino, std::move(r.recording), reply);
+        serve_open(ino, std::move(r.recording), reply, real > info.size);
         return;
     }
     // A listed file's time is the listing's; a download of it made before the listing
@@ -328,10 +328,12 @@ void Filesystem::answer_open(Ino ino, const InodeInfo& info, FetchResult r, cons
     serve_open(ino, std::move(r.recording), reply);
 }
 
-void Filesystem::serve_open(Ino ino, CachedRecording recording, const OpenReply& reply) {
+void Filesystem::serve_open(Ino ino, CachedRecording recording, const OpenReply& reply,
+                            bool direct_io) {
     OpenAnswer a;
     try {
-        a.keep_cache = inodes_.same_as_last_served(ino, recording.content);
+        a.direct_io = direct_io;
+        a.keep_cache = !direct_io && inodes_.same_as_last_served(ino, recording.content);
         a.recording = std::move(recording);
     } catch (...) {
         a = open_error(EIO);

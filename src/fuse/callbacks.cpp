@@ -239,7 +239,9 @@ bool send_open(Glue& g, fuse_req_t req, Ino ino, fuse_file_info fi, OpenAnswer&&
     auto file = std::make_unique<OpenFile>(OpenFile{std::move(a.recording)});
     fi.fh = reinterpret_cast<uint64_t>(file.get());
     fi.keep_cache = a.keep_cache;
-    const Grant grant = open_backing(g, req, ino, *file);
+    fi.direct_io = a.direct_io;
+    // A direct_io open is the daemon's to read: no backing file for it.
+    const Grant grant = a.direct_io ? Grant{} : open_backing(g, req, ino, *file);
     file->backing_id = grant.backing_id;
 #if EUPHORIA_NATIVE_PASSTHROUGH
     if (grant.backing_id > 0) {

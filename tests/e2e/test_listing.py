@@ -252,7 +252,9 @@ class ListingTest(harness.E2ETestCase):
             {"name": "short.WAV", "data_b64": base64.b64encode(data).decode(),
              "call_time": 1605400000, "listed_size": 6000},
             {"name": "long.WAV", "data_b64": base64.b64encode(data).decode(),
-             "call_time": 1605400001, "listed_size": 4000}])  # 2020-11-15
+             "call_time": 1605400001, "listed_size": 4000},
+            {"name": "long-at-once.WAV", "data_b64": base64.b64encode(data).decode(),
+             "call_time": 1605400002, "listed_size": 4000}])  # 2020-11-15
         m = self.mount("timezone=UTC")
         day = m.path("2020-11-15")
         short, long_ = os.path.join(day, "short.WAV"), os.path.join(day, "long.WAV")
@@ -265,6 +267,11 @@ class ListingTest(harness.E2ETestCase):
             f.read(1)
         harness.wait_until(lambda: os.stat(long_).st_size == 5000, 5, "the longer size")
         self.assertEqual(read_file(long_), data)
+        # Read at once, as cp does, before the kernel can have heard of the real size:
+        # every byte still comes, none cut at the listing's 4000.
+        at_once = os.path.join(day, "long-at-once.WAV")
+        self.assertEqual(os.stat(at_once).st_size, 4000)
+        self.assertEqual(read_file(at_once), data)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,10 @@ struct OpenAnswer {
     int error = 0;
     CachedRecording recording;  // what the handle pins until release
     bool keep_cache = false;
+    // The kernel may still hold a smaller size for the inode than the download has
+    // (a listing's FileSize): it would stop reads at that size, so this open reads
+    // through the daemon until the invalidation reaches it.
+    bool direct_io = false;
 };
 
 struct DirEntry {
@@ -144,7 +148,7 @@ private:
                        InodeTable::Pin pin, const EntryReply& reply, bool weaken_when_whole = false);
     void answer_open(Ino ino, const InodeInfo& info, FetchResult r, const OpenReply& reply,
                      bool after_failure);
-    void serve_open(Ino ino, CachedRecording recording, const OpenReply& reply);
+    void serve_open(Ino ino, CachedRecording recording, const OpenReply& reply, bool direct_io = false);
 
     struct ReadWait {
         std::weak_ptr<const Content> content;
