@@ -17,6 +17,7 @@
 
 #include "euphoria/api/error.hpp"
 #include "glue.hpp"
+#include "invalidator.hpp"
 
 namespace euphoria::fuse {
 
@@ -79,11 +80,10 @@ Session::Session(core::Filesystem& fs, core::Stats& stats, core::Logger& log, Se
 
     session_.reset(fuse_session_new(args.get(), &operations(), sizeof(fuse_lowlevel_ops), glue_.get()));
     if (!session_) throw std::runtime_error("cannot create the FUSE session");
-    // Runs on the Fetcher's timekeeping thread, which stops (Fetcher::shutdown)
-    // before the session goes. ENOENT: the kernel no longer knows the inode.
-    fs.on_invalidate([se = session_.get()](core::Ino ino) {
-        fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);
-    });
+    invalidator_ = std::make_unique<Invalidator>(session_.get());
+    // Called on the Fetcher's timekeeping thread, which stops (Fetcher::shutdown)
+    // before the session goes.
+    fs.on_invalidate([inv = invalidator_.get()](core::Ino ino) { inv->invalidate(ino); });
     if (fuse_set_signal_handlers(session_.get()) != 0) {
         throw std::runtime_error("cannot install signal handlers");
     }

@@ -14,7 +14,8 @@ struct fuse_session;
 
 namespace euphoria::fuse {
 
-struct Glue;  // the callbacks' view of the session (src/fuse/glue.hpp)
+struct Glue;         // the callbacks' view of the session (src/fuse/glue.hpp)
+class Invalidator;  // src/fuse/invalidator.hpp
 
 struct SessionOptions {
     std::string mountpoint;
@@ -56,6 +57,8 @@ private:
     // Declared before session_: libfuse uses it until fuse_session_destroy returns.
     std::unique_ptr<Glue> glue_;
     std::unique_ptr<fuse_session, SessionDeleter> session_;
+    // After session_, so that it stops (after the unmount) before the session goes.
+    std::unique_ptr<Invalidator> invalidator_;
     bool signals_set_ = false;
     bool mounted_ = false;
 };
