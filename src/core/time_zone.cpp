@@ -311,7 +311,14 @@ std::int32_t TimeZone::offset_at(Seconds utc) const {
 
 Seconds TimeZone::to_utc(Seconds local) const {
     const Seconds guess = local - offset_at(local);
-    return local - offset_at(guess);
+    const Seconds utc = local - offset_at(guess);
+    const std::int32_t there = offset_at(utc);
+    if (utc + there == local) return utc;
+    // A reading in a gap (the clock jumped over it). Of the two offsets either side,
+    // the one from before the jump is the smaller and gives the later instant, which
+    // lands after the jump, as mktime(3) reads it. West of Greenwich the guess above
+    // gives the earlier one: 00:30 in a gap at midnight would be 23:30 the day before.
+    return std::max(utc, local - there);
 }
 
 std::optional<std::int64_t> parse_day(std::string_view t) {

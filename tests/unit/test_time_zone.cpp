@@ -86,6 +86,38 @@ TEST_CASE("local wall-clock readings convert back to instants") {
     CHECK(tz.to_utc(winter) == winter - 3600);
 }
 
+TEST_CASE("a reading in a gap at midnight stays on its day") {
+    // Beirut sprang from 2020-03-29 00:00 (+2) to 01:00 (+3): 00:30 never happened.
+    const auto tz = core::TimeZone::load("Asia/Beirut");
+    const auto local_day = [&tz](Seconds t) { return (t + tz.offset_at(t)) / 86400; };
+    const auto day = core::days_from_civil(2020, 3, 29);
+    const Seconds gap = day * 86400 + 30 * 60;
+    const Seconds utc = tz.to_utc(gap);
+    CHECK(utc == gap - 2 * 3600);  // read with the offset from before the jump, as mktime does
+    CHECK(local_day(utc) == day);
+    // Either side of the gap reads as itself.
+    const Seconds before = (day - 1) * 86400 + 23 * 3600 + 59 * 60;
+    const Seconds after = day * 86400 + 3600 + 60;
+    CHECK(tz.to_utc(before) == before - 2 * 3600);
+    CHECK(tz.to_utc(after) == after - 3 * 3600);
+    // The day itself starts at the first instant that reads as it: 01:00 (+3).
+    CHECK(tz.to_utc(day * 86400) == day * 86400 - 2 * 3600);
+    CHECK(local_day(tz.to_utc(day * 86400)) == day);
+}
+
+TEST_CASE("a reading in a gap at midnight stays on its day, west of Greenwich too") {
+    // Havana sprang from 2020-03-08 00:00 (-5) to 01:00 (-4).
+    const auto tz = core::TimeZone::load("America/Havana");
+    const auto local_day = [&tz](Seconds t) { const Seconds l = t + tz.offset_at(t); return l / 86400 - (l % 86400 < 0 ? 1 : 0); };
+    const auto day = core::days_from_civil(2020, 3, 8);
+    const Seconds gap = day * 86400 + 30 * 60;
+    CHECK(tz.to_utc(gap) == gap + 5 * 3600);
+    CHECK(local_day(tz.to_utc(gap)) == day);
+    CHECK(local_day(tz.to_utc(day * 86400)) == day);
+    CHECK(tz.to_utc(day * 86400 + 3600) == day * 86400 + 3600 + 4 * 3600);
+    CHECK(tz.to_utc(day * 86400 - 60) == day * 86400 - 60 + 5 * 3600);
+}
+
 TEST_CASE("unsafe or unknown zone names are refused") {
     CHECK_THROWS(core::TimeZone::load("../../etc/passwd"));
     CHECK_THROWS(core::TimeZone::load("/etc/localtime"));

@@ -47,8 +47,9 @@ public:
 
     // Offset from UTC in seconds (east positive) at instant `utc`.
     std::int32_t offset_at(Seconds utc) const;
-    // The instant a local wall-clock reading stands for. In a gap or an overlap of a
-    // transition, one of the readings the clock could mean.
+    // The instant a local wall-clock reading stands for. In an overlap, one of the
+    // instants the clock could mean; in a gap, the reading taken with the offset from
+    // before the gap (as mktime(3) does), which lands after it.
     Seconds to_utc(Seconds local) const;
     const std::string& name() const noexcept { return name_; }
 
