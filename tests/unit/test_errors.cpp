@@ -53,6 +53,13 @@ TEST_CASE("call time is read from the recording name", "[names]") {
     CHECK_FALSE(core::call_time_from_name("pbx4-12345.1-x.WAV"));
     CHECK_FALSE(core::call_time_from_name("pbx4-16034694x1.1-x.WAV"));
     CHECK_FALSE(core::call_time_from_name("pbx4-0000000001.1-x.WAV"));
+    // The uniqueid may come after other dashed parts, and end the name.
+    CHECK(core::call_time_from_name("out-5551234567-1700000000.1234.WAV") == 1700000000);
+    CHECK(core::call_time_from_name("q-1700000000.42") == 1700000000);
+    // Ten digits that are no uniqueid are no time: a phone or ticket number.
+    CHECK_FALSE(core::call_time_from_name("sales-2000000000.wav"));
+    CHECK_FALSE(core::call_time_from_name("ticket-1700000000.WAV"));
+    CHECK_FALSE(core::call_time_from_name("ext-1700000000.12ab-x.WAV"));
 }
 
 TEST_CASE("name policy refuses dot-names and honours the pattern", "[names]") {

@@ -20,7 +20,8 @@ private:
     std::string pattern_;  // fnmatch(3) glob
 };
 
-// "pbx4-1603469421.1196632-..." carries the call's start in Unix seconds.
+// "pbx4-1603469421.1196632-..." carries the call's start in Unix seconds: the first
+// part of an Asterisk uniqueid (seconds '.' sequence) after a '-'.
 std::optional<std::time_t> call_time_from_name(std::string_view name);
 
 }  // namespace euphoria::core
