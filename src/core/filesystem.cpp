@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "euphoria/api/error.hpp"
+#include "euphoria/api/request.hpp"
 #include "euphoria/core/names.hpp"
 
 namespace euphoria::core {
@@ -104,7 +105,7 @@ struct stat Filesystem::file_attr(Ino ino, const InodeInfo& info) const {
 }
 
 WaitId Filesystem::lookup(Ino parent, const std::string& name, pid_t pid, EntryReply reply) {
-    if (listings_ && parent == by_id_ino) return lookup_by_id(name, std::move(reply));
+    if (listings_ && parent == by_id_ino) return lookup_by_id(name, pid, std::move(reply));
     if (const auto day = day_of(parent)) {
         return listings_->list(*day, [this, day = *day, name, reply = std::move(reply)](const DayListing& l) {
             lookup_listed(day, name, l, reply);
@@ -524,7 +525,7 @@ void Filesystem::remember_id(const std::string& id, std::string target, Clock::t
     links_[at->second] = Link{id, std::move(target), until};
 }
 
-WaitId Filesystem::lookup_by_id(const std::string& id, EntryReply reply) {
+WaitId Filesystem::lookup_by_id(const std::string& id, pid_t pid, EntryReply reply) {
     if (id.empty() || id.size() > max_name_bytes || id.front() == '.') {
         reply(entry_error(ENOENT));
         return 0;
@@ -535,7 +536,7 @@ WaitId Filesystem::lookup_by_id(const std::string& id, EntryReply reply) {
     }
     return fetcher_.call(
         "by-id " + id,
-        [this, id](CallRunner& runner, api::CancelToken& cancel) { resolve_id(id, runner, cancel); },
+        [this, id, pid](CallRunner& runner, api::CancelToken& cancel) { resolve_id(id, pid, runner, cancel); },
         [this, id, reply = std::move(reply)](const FetchResult& r) {
             std::optional<EntryAnswer> known;
             if (r.error == 0 || r.error == ENOENT) known = known_id(id);
@@ -544,7 +545,7 @@ WaitId Filesystem::lookup_by_id(const std::string& id, EntryReply reply) {
         });
 }
 
-void Filesystem::resolve_id(const std::string& id, CallRunner& runner, api::CancelToken& cancel) {
+void Filesystem::resolve_id(const std::string& id, pid_t pid, CallRunner& runner, api::CancelToken& cancel) {
     const auto& config = fetcher_.config();
     ContentBuilder builder(
         config.builder, [this](std::uint64_t bytes) { return cache_.reserve_memory(bytes); },
@@ -557,9 +558,20 @@ void Filesystem::resolve_id(const std::string& id, CallRunner& runner, api::Canc
         if (e.kind() == api::ErrorKind::not_found) remember_id(id, {}, clock_.now() + config.ttl);
         throw;
     }
-    // The name becomes a path component of the link: one safe component only.
-    const bool unsafe = name.empty() || name == "." || name == ".." || name.size() > max_name_bytes ||
-                        name.find('/') != std::string::npos || name.find('\0') != std::string::npos;
+    // The name becomes a path component of the link, and a key of the cache that root
+    // lookups read: one safe component, a name this mount would fetch itself (so
+    // never a day folder or by-id, which the link would then point at), and one the
+    // API could be asked for.
+    bool unsafe = name.empty() || name == "." || name == ".." || name.size() > max_name_bytes ||
+                  name.find('/') != std::string::npos || name.find('\0') != std::string::npos ||
+                  !config.names.may_fetch(name) || name == by_id_name || parse_day(name).has_value();
+    if (!unsafe) {
+        try {
+            api::validate_file_name(name);
+        } catch (const api::ApiError&) {
+            unsafe = true;
+        }
+    }
     if (unsafe) {
         builder.fail(EIO);
         if (logger_) logger_->log(LogLevel::error, "by-id " + id + ": the reply's fileName is not a safe name");
@@ -576,6 +588,12 @@ void Filesystem::resolve_id(const std::string& id, CallRunner& runner, api::Canc
                          : clock_.wall_now();
     stats_.bytes_fetched.fetch_add(rec.content->size(), std::memory_order_relaxed);
     cache_.insert(name, rec, now);
+    if (config.ttl <= Clock::duration::zero()) {
+        // cache_ttl=0: the cache keeps nothing, so following the link would fetch
+        // again. Pin it for the program that read the link, as a root lookup would.
+        inodes_.acquire(name, rec, false, now, InodeTable::Pin::strong, pid);
+        fetcher_.schedule(now + InodeTable::open_window, [this] { inodes_.release_pins(clock_.now()); });
+    }
     builder.finish();
     if (logger_) {
         logger_->log(LogLevel::info, "fetched by id " + id + ": " + name + ", " +

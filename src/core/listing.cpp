@@ -69,6 +69,7 @@ struct Listings::Progress {
     std::uint64_t start_at = 0;
     unsigned calls = 0;
     std::string first_name;  // the first page's first record, of any day
+    std::uint64_t last_page = 0;  // records in the page before this one
     std::uint64_t skipped = 0;  // records with no call time or no servable name
     std::unordered_map<std::string, ListedFile> files;
     Clock::time_point started{};
@@ -195,15 +196,28 @@ void Listings::run(std::int64_t day, Progress& p, CallRunner& runner, api::Cance
         p.skipped += skipped;
         for (auto& f : page) p.files.insert_or_assign(f.name, std::move(f));
         p.start_at += n;
-        std::uint64_t honoured = 0;
+        // The server may cap a page below what was asked, and nothing says what it
+        // honours but its pages. A page shorter than asked is the last only when it
+        // holds fewer than a page has lately been seen to hold; otherwise one more
+        // call tells. What a page holds is learned from those calls: a short page
+        // followed by records is exactly the cap (which may have dropped), one
+        // followed by nothing a floor. The knowledge ages, so that a cap lowered
+        // after it was learned costs at most `cap_relearn` of listings that stop
+        // early, and then one extra call.
+        const auto now = clock_.now();
+        std::uint64_t known = 0;
         {
             std::lock_guard lock(mutex_);
-            honoured_ = std::max<std::uint64_t>(honoured_, n);
-            honoured = honoured_;
+            const bool fresh = cap_seen_ && now - *cap_seen_ < cap_relearn;
+            const std::uint64_t prev = p.last_page;
+            if (p.calls > 1 && prev < config_.page_size) {
+                if (n > 0 || !fresh || page_cap_ < prev) page_cap_ = prev;
+                cap_seen_ = now;
+            }
+            if (cap_seen_ && now - *cap_seen_ < cap_relearn) known = page_cap_;
         }
-        // The server may cap a page below what was asked: a page is the last only
-        // when it holds fewer than the server has been seen to give.
-        if (n == 0 || n < std::min(config_.page_size, honoured)) break;
+        p.last_page = n;
+        if (n == 0 || (n < config_.page_size && n < known)) break;
     }
     auto files = std::make_shared<DayFiles>();
     files->reserve(p.files.size());

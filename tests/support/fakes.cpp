@@ -97,6 +97,14 @@ std::size_t FakeClient::list(const api::ListingQuery& query, const api::RecordHa
     return lister(query, on_record);
 }
 
+std::string FakeClient::download_by_id(const std::string& unique_id, api::Sink& sink,
+                                       api::CancelToken& cancel) {
+    const auto it = by_id.find(unique_id);
+    if (it == by_id.end()) throw api::ApiError(ENOENT, api::ErrorKind::not_found, "File Not Found");
+    download(it->second, sink, cancel);
+    return it->second;
+}
+
 void FakeClient::download(const std::string& name, api::Sink& sink, api::CancelToken& cancel) {
     FakeReply reply;
     {

@@ -57,6 +57,11 @@ public:
     std::size_t list(const api::ListingQuery& query, const api::RecordHandler& on_record,
                      api::CancelToken& cancel) override;
     static constexpr const char* list_key = "(list)";
+    // by_id[ID] names the recording that ID's download answers with: it plays that
+    // name's script, counted under the name. An id not in it is "File Not Found".
+    std::string download_by_id(const std::string& unique_id, api::Sink& sink,
+                               api::CancelToken& cancel) override;
+    std::map<std::string, std::string> by_id;  // set before use
     // Set before any call; by default a listing is EOPNOTSUPP.
     std::function<std::size_t(const api::ListingQuery&, const api::RecordHandler&)> lister;
 

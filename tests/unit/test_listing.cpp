@@ -185,6 +185,33 @@ TEST_CASE("paging with startAt under a server cap smaller than the page asked") 
     CHECK(r.server.queries.size() == 1);
 }
 
+TEST_CASE("a page cap lowered after it was learned is found again") {
+    ListingRig r("UTC", 1000);
+    for (int i = 0; i < 1200; ++i) r.server.records.push_back({name_of(i) + ".WAV", late_utc + i});
+    r.server.cap = 500;
+    REQUIRE(r.list("2020-10-23").files->size() == 1200);  // learns 500
+
+    // The server now gives 200 a page. While 500 is trusted a page of 200 looks like
+    // the last; once the knowledge has aged, one more call shows it was not.
+    r.server.cap = 200;
+    r.server.records.clear();
+    for (int i = 0; i < 600; ++i) r.server.records.push_back({name_of(i) + ".WAV", late_utc + 86400 + i});
+    CHECK(r.list("2020-10-24").files->size() == 200);
+    r.rig.clock.advance(core::Listings::cap_relearn + 1s);
+    r.server.queries.clear();
+    auto l = r.list("2020-10-24");
+    REQUIRE(l.error == 0);
+    CHECK(l.files->size() == 600);
+    CHECK(r.server.queries.size() == 4);  // 200, 200 (the cap is 200 now), 200, 0
+
+    // And 200 is what is trusted now: a day of 150 is one call.
+    r.server.records.erase(r.server.records.begin() + 150, r.server.records.end());
+    r.rig.clock.advance(31s);
+    r.server.queries.clear();
+    CHECK(r.list("2020-10-24").files->size() == 150);
+    CHECK(r.server.queries.size() == 1);
+}
+
 TEST_CASE("a server that ignores startAt is not paged for ever") {
     ListingRig r("UTC", 500);
     for (int i = 0; i < 1200; ++i) r.server.records.push_back({name_of(i) + ".WAV", late_utc + i});
@@ -502,4 +529,30 @@ TEST_CASE("with verify=md5 a listed download answers nobody before its MD5 is ch
         }
         rig.fetcher->shutdown();
     }
+}
+
+TEST_CASE("by-id with cache_ttl=0: following the link is no second call", "[core][listing][fs]") {
+    ListingRig r("UTC", 500, [](core::FetcherConfig& c) { c.ttl = 0s; });
+    const std::string bytes = bytes_of(3000, 'i');
+    const std::string name = "pbx4-1606000000.1196632-1001.WAV";
+    r.rig.client.by_id["1606000000.1196632"] = name;
+    r.rig.client.script(name, {FakeReply::ok(bytes), FakeReply::ok(bytes)});
+    core::Filesystem fs(*r.rig.fetcher, *r.rig.cache, r.rig.stats, r.rig.clock, core::Ownership{});
+    fs.enable_listing(*r.listings, r.rig.logger);
+
+    const auto link = lookup(fs, core::Filesystem::by_id_ino, "1606000000.1196632");
+    REQUIRE(link.error == 0);
+    REQUIRE(link.ino != 0);
+    int error = 0;
+    CHECK(fs.readlink(link.ino, error) == "../" + name);
+    CHECK(error == 0);
+    // The program that read the link looks its target up: the same download.
+    const auto target = lookup(fs, core::root_ino, name);
+    REQUIRE(target.error == 0);
+    CHECK(target.attr.st_size == 3000);
+    CHECK(r.rig.client.calls(name) == 1);
+    // Only for that program, and only for the open window: nothing is cached.
+    r.rig.clock.advance(core::InodeTable::open_window + 1s);
+    CHECK(lookup(fs, core::root_ino, name).error == 0);
+    CHECK(r.rig.client.calls(name) == 2);
 }

@@ -136,9 +136,9 @@ private:
                        const EntryReply& reply);
     std::optional<ListedFile> listed_file(Ino ino) const;
     struct stat link_attr(Ino ino, const std::string& target) const;
-    WaitId lookup_by_id(const std::string& id, EntryReply reply);
+    WaitId lookup_by_id(const std::string& id, pid_t pid, EntryReply reply);
     // The by-id job: one DownloadCallRecordingByUniqueId, cached under its fileName.
-    void resolve_id(const std::string& id, CallRunner& runner, api::CancelToken& cancel);
+    void resolve_id(const std::string& id, pid_t pid, CallRunner& runner, api::CancelToken& cancel);
     // What is known of `id` now: a link, a negative answer, or nothing.
     std::optional<EntryAnswer> known_id(const std::string& id);
     void remember_id(const std::string& id, std::string target, Clock::time_point until);

@@ -71,6 +71,8 @@ public:
 
     // Listings kept, at most, for find(): a 20,000-recording day is a few MB.
     static constexpr std::size_t max_days_kept = 8;
+    // How long a learned page cap is trusted without a call that checks it.
+    static constexpr std::chrono::minutes cap_relearn{10};
 
 private:
     struct Progress;  // a listing job's pages so far, kept across "exceeded"
@@ -96,8 +98,10 @@ private:
     };
     std::map<std::int64_t, Kept> days_;
     std::uint64_t next_serial_ = 0;
-    // The most records the server has put in one page: a page with fewer is its last.
-    std::uint64_t honoured_ = 0;
+    // What one page of this server holds, as its pages have shown (see run()), and
+    // when that was last checked.
+    std::uint64_t page_cap_ = 0;
+    std::optional<Clock::time_point> cap_seen_;
     bool told_unsupported_ = false;  // "Action Name Not Found" is logged once
 };
 
