@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -43,6 +44,27 @@ public:
     void write(std::span<const std::byte>) override {}
     void complete() override {}
 };
+
+// The zone day folders use when timezone= is not given: the host's, as glibc finds
+// it ($TZ when it names a zone, else /etc/localtime), else UTC with a warning, rather
+// than refusing a mount that worked before day folders existed.
+core::TimeZone host_zone() {
+    if (const char* tz = std::getenv("TZ"); tz && *tz) {  // NOLINT(concurrency-mt-unsafe): before any thread
+        const std::string name = *tz == ':' ? tz + 1 : tz;
+        try {
+            return core::TimeZone::load(name);
+        } catch (const std::exception& e) {
+            std::cerr << "mount.euphoria: TZ=" << tz << " is no zone name this host has (" << e.what()
+                      << "); trying /etc/localtime\n";
+        }
+    }
+    try {
+        return core::TimeZone::load("");
+    } catch (const std::exception& e) {
+        std::cerr << "mount.euphoria: " << e.what() << "; day folders use UTC (set timezone= to choose)\n";
+        return core::TimeZone::utc();
+    }
+}
 
 void check_mountpoint(const std::string& dir) {
     struct stat st {};
@@ -248,19 +270,13 @@ int run(int argc, const char* const* argv) {
         }
         // Read now, before detaching, so a bad zone is a usage error on the terminal.
         std::optional<core::TimeZone> zone;
-        if (cfg.listing) {
+        if (cfg.listing && cfg.timezone.empty()) {
+            zone = host_zone();
+        } else if (cfg.listing) {
             try {
                 zone = core::TimeZone::load(cfg.timezone);
             } catch (const std::exception& e) {
-                if (!cfg.timezone.empty()) {
-                    throw Fatal{exit_usage, std::string("option timezone: ") + e.what()};
-                }
-                // No zone asked for and none set up (a minimal container): UTC, as
-                // glibc itself would use, rather than refusing a mount that worked
-                // before day folders existed.
-                std::cerr << "mount.euphoria: " << e.what()
-                          << "; day folders use UTC (set timezone= to choose)\n";
-                zone = core::TimeZone::utc();
+                throw Fatal{exit_usage, std::string("option timezone: ") + e.what()};
             }
         }
         check_mountpoint(cfg.mountpoint);

@@ -39,11 +39,8 @@ Filesystem::Filesystem(Fetcher& fetcher, ContentCache& cache, Stats& stats, Cloc
       mounted_at_(clock.wall_now()) {
     fetcher_.on_resized([this](const std::string& name, std::uint64_t announced, const CachedRecording& real) {
         auto inos = inodes_.resize(name, announced, real.mtime, real.content->size());
-        if (inos.empty() || !invalidate_) return;
-        // On the timekeeping thread: the kernel may take page locks for this.
-        fetcher_.schedule(clock_.now(), [this, inos = std::move(inos)] {
-            for (const Ino ino : inos) invalidate_(ino);
-        });
+        if (!invalidate_) return;
+        for (const Ino ino : inos) invalidate_(ino);
     });
 }
 
@@ -309,10 +306,8 @@ void Filesystem::answer_open(Ino ino, const InodeInfo& info, FetchResult r, cons
                                                 " bytes, not the " + std::to_string(info.size) +
                                                 " its listing said");
         }
-        if (!inos.empty() && invalidate_) {
-            fetcher_.schedule(clock_.now(), [this, inos = std::move(inos)] {
-                for (const Ino i : inos) invalidate_(i);
-            });
+        if (invalidate_) {
+            for (const Ino i : inos) invalidate_(i);
         }
         serve_open(ino, std::move(r.recording), reply, real > info.size);
         return;

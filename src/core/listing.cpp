@@ -70,6 +70,7 @@ struct Listings::Progress {
     unsigned calls = 0;
     std::string first_name;  // the first page's first record, of any day
     std::uint64_t last_page = 0;  // records in the page before this one
+    std::uint64_t most = 0;       // the fullest page of this listing so far
     std::uint64_t skipped = 0;  // records with no call time or no servable name
     std::unordered_map<std::string, ListedFile> files;
     Clock::time_point started{};
@@ -210,14 +211,21 @@ void Listings::run(std::int64_t day, Progress& p, CallRunner& runner, api::Cance
             std::lock_guard lock(mutex_);
             const bool fresh = cap_seen_ && now - *cap_seen_ < cap_relearn;
             const std::uint64_t prev = p.last_page;
-            if (p.calls > 1 && prev < config_.page_size) {
+            if (n >= config_.page_size) {
+                // As full as asked: the server honours the page, whatever it was.
+                page_cap_ = config_.page_size;
+                cap_seen_ = now;
+            } else if (p.calls > 1 && prev < config_.page_size) {
                 if (n > 0 || !fresh || page_cap_ < prev) page_cap_ = prev;
                 cap_seen_ = now;
             }
             if (cap_seen_ && now - *cap_seen_ < cap_relearn) known = page_cap_;
         }
         p.last_page = n;
-        if (n == 0 || (n < config_.page_size && n < known)) break;
+        // Fewer than an earlier page of this listing held is the last page too.
+        const bool last = n == 0 || (n < config_.page_size && (n < known || n < p.most));
+        p.most = std::max(p.most, n);
+        if (last) break;
     }
     auto files = std::make_shared<DayFiles>();
     files->reserve(p.files.size());

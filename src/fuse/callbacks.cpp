@@ -100,6 +100,11 @@ void on_init(void* userdata, fuse_conn_info* conn) {
     want(conn, FUSE_CAP_PARALLEL_DIROPS);
     // Never let the kernel cache a negative or positive entry beyond what we say.
     unwant(conn, FUSE_CAP_AUTO_INVAL_DATA);
+#ifdef FUSE_CAP_DIRECT_IO_ALLOW_MMAP
+    // An open that finds its listing's size too small reads with direct_io; without
+    // this (Linux 6.6+), a shared mmap of that one open would fail with ENODEV.
+    want(conn, FUSE_CAP_DIRECT_IO_ALLOW_MMAP);
+#endif
 #if EUPHORIA_NATIVE_PASSTHROUGH
     auto& g = *static_cast<Glue*>(userdata);
     // The kernel refuses passthrough beside a writeback cache; we never ask for one.

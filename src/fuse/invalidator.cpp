@@ -8,13 +8,15 @@ namespace euphoria::fuse {
 
 Invalidator::Invalidator(fuse_session* session) : session_(session), thread_([this] { run(); }) {}
 
-Invalidator::~Invalidator() {
+Invalidator::~Invalidator() { stop(); }
+
+void Invalidator::stop() {
     {
         std::lock_guard lock(mutex_);
         stopping_ = true;
     }
     wake_.notify_one();
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
 }
 
 void Invalidator::invalidate(std::uint64_t ino) {
@@ -34,8 +36,9 @@ void Invalidator::run() {
         std::vector<std::uint64_t> batch(queue_.begin(), queue_.end());
         queue_.clear();
         lock.unlock();
-        // ENOENT only says the kernel has forgotten the inode: nothing to drop.
-        for (const auto ino : batch) fuse_lowlevel_notify_inval_inode(session_, ino, 0, 0);
+        // A negative offset: the attributes only. ENOENT only says the kernel has
+        // forgotten the inode: nothing to drop.
+        for (const auto ino : batch) fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
         lock.lock();
     }
 }

@@ -5,7 +5,9 @@
 // each page to do it. A page is locked while the kernel waits for our answer to a
 // read of it, and that answer may wait for a download's retry or a pin's release,
 // which run on the Fetcher's timekeeping thread. Calling the kernel from that thread
-// could therefore wait on itself; here only this thread ever waits.
+// could therefore wait on itself; here only this thread ever waits. (Only the
+// attributes are dropped, which takes no page lock: the pages the kernel holds are
+// bytes we served, right whatever the size. The thread stays as a second line.)
 
 #include <condition_variable>
 #include <cstdint>
@@ -20,9 +22,11 @@ namespace euphoria::fuse {
 class Invalidator {
 public:
     explicit Invalidator(fuse_session* session);
-    // Stops after what it is telling the kernel now; inodes still queued are left,
-    // since the mount is going away.
-    ~Invalidator();
+    ~Invalidator();  // stop()s
+    // Waits for what it is telling the kernel now, and ends: inodes still queued, or
+    // queued later, are left, since the mount is going away. Must come before the
+    // session closes its device. Idempotent.
+    void stop();
     Invalidator(const Invalidator&) = delete;
     Invalidator& operator=(const Invalidator&) = delete;
 

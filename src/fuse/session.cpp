@@ -80,11 +80,12 @@ Session::Session(core::Filesystem& fs, core::Stats& stats, core::Logger& log, Se
 
     session_.reset(fuse_session_new(args.get(), &operations(), sizeof(fuse_lowlevel_ops), glue_.get()));
     if (!session_) throw std::runtime_error("cannot create the FUSE session");
-    invalidator_ = std::make_unique<Invalidator>(session_.get());
-    // Called on the Fetcher's timekeeping thread, which stops (Fetcher::shutdown)
-    // before the session goes.
-    fs.on_invalidate([inv = invalidator_.get()](core::Ino ino) { inv->invalidate(ino); });
+    // Shared with the Filesystem, which may outlive the session (and does when this
+    // constructor throws): once stopped, it drops what it is given.
+    invalidator_ = std::make_shared<Invalidator>(session_.get());
+    fs.on_invalidate([inv = invalidator_](core::Ino ino) { inv->invalidate(ino); });
     if (fuse_set_signal_handlers(session_.get()) != 0) {
+        invalidator_->stop();
         throw std::runtime_error("cannot install signal handlers");
     }
     signals_set_ = true;
@@ -118,6 +119,8 @@ Session::Session(core::Filesystem& fs, core::Stats& stats, core::Logger& log, Se
 
 void Session::teardown() noexcept {
     if (!session_) return;
+    // Before the unmount closes the device it writes to.
+    if (invalidator_) invalidator_->stop();
     if (signals_set_) fuse_remove_signal_handlers(session_.get());
     signals_set_ = false;
     if (mounted_) fuse_session_unmount(session_.get());

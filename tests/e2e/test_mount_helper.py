@@ -212,6 +212,15 @@ class MountHelperTest(harness.E2ETestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("day folders use UTC", r.stderr)
         self.assertFalse(harness.is_mounted(self.dir))
+        # $TZ naming a zone is the host's zone, as glibc reads it; one naming none
+        # is said so, and then the same fallback.
+        for tz, warned in ((":Europe/Paris", False), ("Europe/Paris", False), ("Nowhere/Else", True)):
+            r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                                harness.BINARY, "demo", self.dir, "-f", "-o", self.opts()],
+                               capture_output=True, text=True, timeout=60, env=dict(os.environ, TZ=tz))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual("day folders use UTC" in r.stderr, warned, (tz, r.stderr))
+            self.assertEqual("TZ=" in r.stderr, warned, (tz, r.stderr))
 
     def test_sloppy_ignores_unknown_options(self):
         r = self.helper("demo", self.dir, "-o", self.opts("frobnicate=3"))

@@ -22,6 +22,7 @@ import io
 import itertools
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -377,13 +378,17 @@ def recording_body(name: str, reader, shape: str, wrap: int, corrupt: bool = Fal
     return Body(len(head) + b64_len + len(foot), pieces)
 
 
+_UNIQUEID = re.compile(r"-(\d{9,10})\.\d+(?=[-.]|$)")
+
+
 def name_epoch(name: str) -> int | None:
-    """The call's start in a name like pbx4-1603469421.1196632-1001.WAV."""
-    parts = name.split("-")
-    if len(parts) < 2:
-        return None
-    head = parts[1].split(".")[0]
-    return int(head) if head.isdigit() and len(head) in (9, 10) else None
+    """The call's start in a name like pbx4-1603469421.1196632-1001.WAV: the first part
+    of an Asterisk uniqueid after a dash, read as the daemon reads it."""
+    for m in _UNIQUEID.finditer(name):
+        seconds = int(m.group(1))
+        if 946684800 <= seconds < 4102444800:
+            return seconds
+    return None
 
 
 def format_stamp(call_time: int, offset_hours: float, fmt: str) -> str:

@@ -185,6 +185,19 @@ TEST_CASE("paging with startAt under a server cap smaller than the page asked") 
     CHECK(r.server.queries.size() == 1);
 }
 
+TEST_CASE("a server that honours the page costs no call past the last short page") {
+    ListingRig r("UTC", 500);
+    for (int i = 0; i < 1200; ++i) r.server.records.push_back({name_of(i) + ".WAV", late_utc + i});
+    CHECK(r.list("2020-10-23").files->size() == 1200);
+    CHECK(r.calls() == 3);  // 500, 500, 200: shorter than the pages before it
+    // A full page showed the server honours 500: a day of 40 is one call.
+    r.server.records.clear();
+    for (int i = 0; i < 40; ++i) r.server.records.push_back({name_of(i) + ".WAV", late_utc + 86400 + i});
+    r.server.queries.clear();
+    CHECK(r.list("2020-10-24").files->size() == 40);
+    CHECK(r.server.queries.size() == 1);
+}
+
 TEST_CASE("a page cap lowered after it was learned is found again") {
     ListingRig r("UTC", 1000);
     for (int i = 0; i < 1200; ++i) r.server.records.push_back({name_of(i) + ".WAV", late_utc + i});
@@ -381,8 +394,10 @@ TEST_CASE("day folders through the Filesystem: lookups, entries, xattrs, and the
     ListingRig r("UTC");
     const std::string bytes = bytes_of(5000, 'd');
     r.server.records = {{"a.WAV", late_utc, "6000", "0", "", "0123456789abcdef0123456789abcdef"},
-                        {"b.WAV", late_utc + 1, "5000"}, {"c.WAV", late_utc + 2, "7000"}};
+                        {"b.WAV", late_utc + 1, "5000"}, {"c.WAV", late_utc + 2, "7000"},
+                        {"d.WAV", late_utc + 3, "3000"}};
     r.rig.client.script("a.WAV", {FakeReply::ok(bytes)});
+    r.rig.client.script("d.WAV", {FakeReply::ok(bytes)});
     r.rig.client.script("c.WAV", {FakeReply::ok(bytes_of(4000, 'c'))});
     core::Filesystem fs(*r.rig.fetcher, *r.rig.cache, r.rig.stats, r.rig.clock, core::Ownership{});
     std::vector<core::Ino> invalidated;
@@ -428,7 +443,7 @@ TEST_CASE("day folders through the Filesystem: lookups, entries, xattrs, and the
         return true;
     });
     const auto listed = entries.get();
-    REQUIRE(listed.size() == 5);
+    REQUIRE(listed.size() == 6);
     CHECK(listed[2].name == "a.WAV");
     CHECK(fs.plus_entry(listed[2]).ino == a.ino);
     CHECK(fs.plus_entry(listed[0]).ino == 0);  // "." goes out without a lookup
@@ -442,6 +457,7 @@ TEST_CASE("day folders through the Filesystem: lookups, entries, xattrs, and the
     const auto o = opened.get();
     REQUIRE(o.error == 0);
     CHECK(o.recording.content->size() == 5000);
+    CHECK_FALSE(o.direct_io);  // shorter: the kernel's larger size only meets EOF sooner
     CHECK(fs.getattr(a.ino).attr.st_size == 5000);
     for (int i = 0; i < 500; ++i) {
         {
@@ -471,6 +487,28 @@ TEST_CASE("day folders through the Filesystem: lookups, entries, xattrs, and the
     CHECK(c_day.ino == c_root.ino);
     CHECK(c_day.attr.st_size == 4000);
     CHECK(r.rig.client.calls("c.WAV") == 1);
+
+    // Longer than listed: until the kernel hears of it, its size would cut reads
+    // short, so the open that finds it out reads through the daemon.
+    const auto d = lookup(fs, day.ino, "d.WAV");
+    REQUIRE(d.attr.st_size == 3000);
+    const auto open_d = [&] {
+        Waited<core::OpenAnswer> w;
+        fs.open(d.ino, O_RDONLY, [p = w.p](core::OpenAnswer&& answer) {
+            p->set_value(std::move(answer));
+            return true;
+        });
+        return w.get();
+    };
+    const auto od = open_d();
+    REQUIRE(od.error == 0);
+    CHECK(od.recording.content->size() == 5000);
+    CHECK(od.direct_io);
+    {
+        std::lock_guard lock(m);
+        CHECK(std::count(invalidated.begin(), invalidated.end(), d.ino) == 1);  // told at once
+    }
+    CHECK(fs.getattr(d.ino).attr.st_size == 5000);
     r.rig.fetcher->shutdown();
 }
 

@@ -122,8 +122,10 @@ public:
     const InodeTable& inodes() const noexcept { return inodes_; }
 
     // How to tell the kernel an inode's attributes changed (a recording longer than
-    // its header said). Called on a Fetcher thread, never inside a FUSE callback.
-    // Set once, before requests are served.
+    // its header or its listing said). Called at once, on whatever thread found it,
+    // under no lock of ours, and maybe inside a request: it must not block, so the
+    // kernel is told later, from a thread of the caller's own. Set once, before
+    // requests are served.
     using Invalidate = std::function<void(Ino)>;
     void on_invalidate(Invalidate invalidate) { invalidate_ = std::move(invalidate); }
 

@@ -57,8 +57,8 @@ private:
     // Declared before session_: libfuse uses it until fuse_session_destroy returns.
     std::unique_ptr<Glue> glue_;
     std::unique_ptr<fuse_session, SessionDeleter> session_;
-    // After session_, so that it stops (after the unmount) before the session goes.
-    std::unique_ptr<Invalidator> invalidator_;
+    // Stopped by teardown(), before the unmount.
+    std::shared_ptr<Invalidator> invalidator_;
     bool signals_set_ = false;
     bool mounted_ = false;
 };
