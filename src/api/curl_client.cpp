@@ -158,23 +158,40 @@ namespace {
 // Past it, the rest goes through a ByteStage, so receive and decode overlap.
 constexpr std::uint64_t inline_body_limit = std::uint64_t{512} << 10;
 
-// Per-call state the write callback reaches through CURLOPT_WRITEDATA.
-struct Transfer {
-    Transfer(CURL* e, CURLM* m, Sink& s, CancelToken& c) : easy(e), multi(m), sink(s), cancel(c) {}
-    Transfer(const Transfer&) = delete;
-    Transfer& operator=(const Transfer&) = delete;
+}  // namespace
+
+// What every call's write callback keeps, and CurlClient::perform() reads.
+struct CurlClient::Call {
+    Call(CURL* e, CancelToken& c, curl_write_callback w) : easy(e), cancel(c), write(w) {}
+    Call(const Call&) = delete;
+    Call& operator=(const Call&) = delete;
+    virtual ~Call() = default;
 
     CURL* easy;
-    CURLM* multi;
-    Sink& sink;
     CancelToken& cancel;
-    std::optional<ReplyParser> parser;
+    const curl_write_callback write;  // called with this Call as its CURLOPT_WRITEDATA
     long status = 0;
     std::exception_ptr failure;  // thrown by the parser or sink; rethrown outside curl
     // When the last byte arrived. curl's own low-speed check averages over a window
     // of seconds, so a burst followed by silence would go unnoticed for too long.
     std::chrono::steady_clock::time_point last_byte = std::chrono::steady_clock::now();
     std::uint64_t body_bytes = 0;
+
+    // A parse running on another thread failed, while curl waits on the socket.
+    virtual bool stage_failed() const noexcept { return false; }
+    // Ends such a parse: drains what was received unless `drop`, and keeps its error.
+    virtual void stop_stage(bool /*drop*/) noexcept {}
+};
+
+namespace {
+
+// A recording's reply: parsed inline at first, then on a stage thread.
+struct Transfer final : CurlClient::Call {
+    Transfer(CURL* e, CURLM* m, Sink& s, CancelToken& c) : Call(e, c, &on_data), multi(m), sink(s) {}
+
+    CURLM* multi;
+    Sink& sink;
+    std::optional<ReplyParser> parser;
     bool inline_only = false;  // no stage thread could be started: parse here
     // Declared after the parser it feeds, so it is joined before the parser goes;
     // the subscription, last, goes first, so no cancel() reaches a dead stage.
@@ -200,17 +217,17 @@ struct Transfer {
 
     // Ends the stage: drains what was pushed unless `drop`, joins it, and keeps the
     // consumer's error as this transfer's, as if the parse had run inline.
-    void stop_stage(bool drop) noexcept {
+    void stop_stage(bool drop) noexcept override {
         if (!stage) return;
         if (drop) stage->abandon();
         std::exception_ptr error = stage->finish();
         if (error && !failure) failure = std::move(error);
     }
 
-    bool stage_failed() const noexcept { return stage && stage->failed(); }
+    bool stage_failed() const noexcept override { return stage && stage->failed(); }
 
     static size_t on_data(char* data, size_t, size_t size, void* self_ptr) {
-        auto* self = static_cast<Transfer*>(self_ptr);
+        auto* self = static_cast<Transfer*>(static_cast<Call*>(self_ptr));
         try {
             if (self->cancel.cancelled()) return 0;
             self->last_byte = std::chrono::steady_clock::now();
@@ -315,18 +332,15 @@ std::string CurlClient::download_by_id(const std::string& unique_id, Sink& sink,
     }
 }
 
-std::string CurlClient::fetch_recording(Secret body, Sink& sink, CancelToken& cancel) {
-    if (cancel.cancelled()) throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
-
-    auto handle = checkout();
+void CurlClient::perform(std::unique_ptr<Handle> handle, Secret& body, Call& call) {
     CURL* easy = handle->easy.get();
     CURLM* multi = handle->multi.get();
-    Transfer transfer(easy, multi, sink, cancel);
+    CancelToken& cancel = call.cancel;
     handle->error[0] = '\0';
     curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.reveal().data());
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.reveal().size()));
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
-    sink.reset();
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, call.write);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &call);
 
     curl_multi_add_handle(multi, easy);
     CURLcode result = CURLE_OK;
@@ -346,12 +360,12 @@ std::string CurlClient::fetch_recording(Secret body, Sink& sink, CancelToken& ca
             }
             // The stage's sink or parser failed while curl waits on the socket: its
             // error must not wait for the next byte, or for the stall timer.
-            if (transfer.stage_failed()) {
+            if (call.stage_failed()) {
                 result = CURLE_WRITE_ERROR;
                 break;
             }
             if (!running) break;
-            const auto silent = std::chrono::steady_clock::now() - transfer.last_byte;
+            const auto silent = std::chrono::steady_clock::now() - call.last_byte;
             if (silent >= config_.stall_timeout) {
                 result = CURLE_OPERATION_TIMEDOUT;
                 stalled = true;
@@ -368,7 +382,7 @@ std::string CurlClient::fetch_recording(Secret body, Sink& sink, CancelToken& ca
         // Inside the wake-up's scope: the stage may still wake this multi. A broken-off
         // transfer drops the stage's bytes; any other drains them first, so an error in
         // bytes already received wins over a later network error, as it does inline.
-        transfer.stop_stage(stalled || result == CURLE_ABORTED_BY_CALLBACK || cancel.cancelled());
+        call.stop_stage(stalled || result == CURLE_ABORTED_BY_CALLBACK || cancel.cancelled());
     }
     curl_multi_remove_handle(multi, easy);
     // The handle keeps a pointer to the body; scrub the key before anything else.
@@ -380,19 +394,28 @@ std::string CurlClient::fetch_recording(Secret body, Sink& sink, CancelToken& ca
     // A transfer we broke off leaves a half-read connection: it goes with the handle.
     if (stalled) throw error_from_curl(CURLE_OPERATION_TIMEDOUT, detail.c_str());
     if (result == CURLE_ABORTED_BY_CALLBACK) throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
-    if (transfer.status == 0) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &transfer.status);
+    if (call.status == 0) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &call.status);
     long os_errno = 0;
     if (result == CURLE_SSL_CONNECT_ERROR) curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &os_errno);
     checkin(std::move(handle));
 
-    if (transfer.failure) std::rethrow_exception(transfer.failure);
+    if (call.failure) std::rethrow_exception(call.failure);
     if (cancel.cancelled()) throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
     if (result != CURLE_OK) throw error_from_curl(result, detail.c_str(), os_errno);
-    if (transfer.status != 200) {
-        bool transient = transfer.status == 429 || transfer.status >= 500;
+    if (call.status != 200) {
+        const bool transient = call.status == 429 || call.status >= 500;
         throw ApiError(EIO, transient ? ErrorKind::http_status : ErrorKind::other_error,
-                       "HTTP status " + std::to_string(transfer.status) + " from the API");
+                       "HTTP status " + std::to_string(call.status) + " from the API");
     }
+}
+
+std::string CurlClient::fetch_recording(Secret body, Sink& sink, CancelToken& cancel) {
+    if (cancel.cancelled()) throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
+
+    auto handle = checkout();
+    Transfer transfer(handle->easy.get(), handle->multi.get(), sink, cancel);
+    sink.reset();
+    perform(std::move(handle), body, transfer);
     if (!transfer.parser) {
         throw ApiError(EIO, ErrorKind::malformed, "malformed reply: empty body");
     }
@@ -403,19 +426,13 @@ std::string CurlClient::fetch_recording(Secret body, Sink& sink, CancelToken& ca
 namespace {
 
 // One listing page: small enough to parse on the receiving thread as it arrives.
-struct PageTransfer {
+struct PageTransfer final : CurlClient::Call {
     PageTransfer(CURL* e, const RecordHandler& on_record, CancelToken& c)
-        : easy(e), parser(on_record), cancel(c) {}
-    CURL* easy;
+        : Call(e, c, &on_data), parser(on_record) {}
     ListingParser parser;
-    CancelToken& cancel;
-    long status = 0;
-    std::uint64_t body_bytes = 0;
-    std::exception_ptr failure;
-    std::chrono::steady_clock::time_point last_byte = std::chrono::steady_clock::now();
 
     static size_t on_data(char* data, size_t, size_t size, void* self_ptr) {
-        auto* self = static_cast<PageTransfer*>(self_ptr);
+        auto* self = static_cast<PageTransfer*>(static_cast<Call*>(self_ptr));
         try {
             if (self->cancel.cancelled()) return 0;
             self->last_byte = std::chrono::steady_clock::now();
@@ -440,67 +457,8 @@ std::size_t CurlClient::list(const ListingQuery& query, const RecordHandler& on_
     Secret body = build_listing_request(config_.tenant, config_.key, query);
     if (cancel.cancelled()) throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
     auto handle = checkout();
-    CURL* easy = handle->easy.get();
-    CURLM* multi = handle->multi.get();
-    PageTransfer transfer(easy, on_record, cancel);
-    handle->error[0] = '\0';
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.reveal().data());
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.reveal().size()));
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &PageTransfer::on_data);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
-    curl_multi_add_handle(multi, easy);
-    CURLcode result = CURLE_OK;
-    bool stalled = false;
-    {
-        CancelSubscription wake(&cancel, [multi] { curl_multi_wakeup(multi); });
-        int running = 1;
-        while (running) {
-            if (curl_multi_perform(multi, &running) != CURLM_OK) {
-                result = CURLE_FAILED_INIT;
-                break;
-            }
-            if (cancel.cancelled()) {
-                result = CURLE_ABORTED_BY_CALLBACK;
-                break;
-            }
-            if (!running) break;
-            const auto silent = std::chrono::steady_clock::now() - transfer.last_byte;
-            if (silent >= config_.stall_timeout) {
-                stalled = true;
-                break;
-            }
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                config_.stall_timeout - silent);
-            curl_multi_poll(multi, nullptr, 0,
-                            static_cast<int>(std::clamp<long long>(left.count() + 1, 1, 1000)), nullptr);
-        }
-        int left = 0;
-        while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
-            if (msg->msg == CURLMSG_DONE && result == CURLE_OK) result = msg->data.result;
-        }
-    }
-    curl_multi_remove_handle(multi, easy);
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, nullptr);
-    // Back to the download's callback: a handle serves both kinds of call.
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Transfer::on_data);
-    body.wipe();
-    const std::string detail = stalled ? "no data for " + std::to_string(config_.stall_timeout.count()) + " s"
-                                       : std::string(handle->error.data());
-    if (stalled) throw error_from_curl(CURLE_OPERATION_TIMEDOUT, detail.c_str());
-    if (result == CURLE_ABORTED_BY_CALLBACK || cancel.cancelled()) {
-        throw ApiError(EINTR, ErrorKind::cancelled, "cancelled");
-    }
-    if (transfer.status == 0) curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &transfer.status);
-    long os_errno = 0;
-    if (result == CURLE_SSL_CONNECT_ERROR) curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &os_errno);
-    checkin(std::move(handle));
-    if (transfer.failure) std::rethrow_exception(transfer.failure);
-    if (result != CURLE_OK) throw error_from_curl(result, detail.c_str(), os_errno);
-    if (transfer.status != 200) {
-        const bool transient = transfer.status == 429 || transfer.status >= 500;
-        throw ApiError(EIO, transient ? ErrorKind::http_status : ErrorKind::other_error,
-                       "HTTP status " + std::to_string(transfer.status) + " from the API");
-    }
+    PageTransfer transfer(handle->easy.get(), on_record, cancel);
+    perform(std::move(handle), body, transfer);
     if (transfer.body_bytes == 0) throw ApiError(EIO, ErrorKind::malformed, "malformed listing: empty body");
     return transfer.parser.finish();
 }

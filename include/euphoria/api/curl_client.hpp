@@ -47,10 +47,15 @@ public:
                                CancelToken& cancel) override;
 
     struct Handle;  // one easy + multi pair, with its warm connection
+    struct Call;    // a call's state, as its write callback keeps it
 
 private:
     // One call whose reply is a recording; returns its <fileName>.
     std::string fetch_recording(Secret body, Sink& sink, CancelToken& cancel);
+    // Sends `body` on `handle` and runs the transfer to its end, wiping `body` after;
+    // throws for anything but a whole 200 reply that `call` took without an error.
+    // The handle goes back to the pool unless the connection was left half-read.
+    void perform(std::unique_ptr<Handle> handle, Secret& body, Call& call);
     std::unique_ptr<Handle> checkout();
     void checkin(std::unique_ptr<Handle> handle);
 
