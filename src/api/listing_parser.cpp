@@ -9,6 +9,7 @@
 
 #include "euphoria/api/error.hpp"
 #include "euphoria/api/libxml_init.hpp"
+#include "sax_bridge.hpp"
 
 namespace euphoria::api {
 
@@ -44,8 +45,6 @@ void append_bounded(std::string& field, const char* text, std::size_t size) {
     field.append(text, std::min(size, limit - std::min(field.size(), limit)));
 }
 
-const char* as_chars(const xmlChar* text) { return reinterpret_cast<const char*>(text); }
-
 }  // namespace
 
 std::string_view record_field_name(RecordField field) noexcept {
@@ -61,76 +60,25 @@ ApiError for_optional_action(const ApiError& error) {
     return error;
 }
 
-// libxml2's C callbacks: nothing may unwind through its frames, so each records what
-// went wrong and the parse stops once xmlParseChunk has returned.
-struct ListingSax {
-    template <typename Event>
-    static void guarded(void* user, Event&& event) noexcept {
-        auto& parser = *static_cast<ListingParser*>(user);
-        if (parser.failure_) return;
-        try {
-            event(parser);
-        } catch (...) {
-            parser.fail(std::current_exception());
-        }
-    }
-    static void start_element(void* user, const xmlChar* local_name, const xmlChar*,
-                              const xmlChar*, int, const xmlChar**, int, int, const xmlChar**) {
-        guarded(user, [&](ListingParser& p) { p.on_start(as_chars(local_name)); });
-    }
-    static void end_element(void* user, const xmlChar*, const xmlChar*, const xmlChar*) {
-        guarded(user, [](ListingParser& p) { p.on_end(); });
-    }
-    static void text(void* user, const xmlChar* text, int size) {
-        guarded(user, [&](ListingParser& p) { p.on_text(as_chars(text), static_cast<std::size_t>(size)); });
-    }
-    static void doctype(void* user, const xmlChar*, const xmlChar*, const xmlChar*) {
-        auto& parser = *static_cast<ListingParser*>(user);
-        parser.fail(std::make_exception_ptr(malformed("reply has a DOCTYPE")));
-        xmlStopParser(parser.ctxt_.get());  // before the subset's declarations are read
-    }
-    template <typename ErrorPointer>
-    static void structured_error(void* user, ErrorPointer error) {
-        if (error == nullptr || error->level < XML_ERR_ERROR) return;
-        guarded(user, [&](ListingParser&) {
-            std::string_view text = trim(error->message ? error->message : "unknown error");
-            text = text.substr(0, std::min(text.size(), max_quoted_message));
-            throw malformed(std::string(text) + " (line " + std::to_string(error->line) + ")");
-        });
-    }
-    static xmlSAXHandler handler() {
-        xmlSAXHandler h{};
-        h.initialized = XML_SAX2_MAGIC;
-        h.startElementNs = start_element;
-        h.endElementNs = end_element;
-        h.characters = text;
-        h.ignorableWhitespace = text;
-        h.cdataBlock = text;
-        h.internalSubset = doctype;
-        h.externalSubset = doctype;
-        h.serror = structured_error;
-        return h;
-    }
-};
-
-void ListingParser::ContextDeleter::operator()(xmlParserCtxt* ctxt) const noexcept {
-    if (ctxt->myDoc != nullptr) xmlFreeDoc(ctxt->myDoc);
-    xmlFreeParserCtxt(ctxt);
-}
-
-ListingParser::ListingParser(RecordHandler on_record) : on_record_(std::move(on_record)) {
-    init_libxml();
-    xmlSAXHandler handler = ListingSax::handler();
-    ctxt_.reset(xmlCreatePushParserCtxt(&handler, this, nullptr, 0, nullptr));
-    if (!ctxt_) throw std::bad_alloc();
-    xmlCtxtUseOptions(ctxt_.get(), XML_PARSE_NONET);
-}
+ListingParser::ListingParser(RecordHandler on_record)
+    : on_record_(std::move(on_record)), ctxt_(SaxBridge<ListingParser>::make_context(this)) {}
 
 ListingParser::~ListingParser() = default;
 
 void ListingParser::check_usable() const {
     if (failure_) std::rethrow_exception(failure_);
     if (finished_) throw std::logic_error("ListingParser used after finish()");
+}
+
+void ListingParser::on_doctype() {
+    fail(std::make_exception_ptr(malformed("reply has a DOCTYPE")));
+    xmlStopParser(ctxt_.get());  // before the subset's declarations are read
+}
+
+void ListingParser::on_error(const char* message, int line, int /*column*/) {
+    std::string_view text = trim(message);
+    text = text.substr(0, std::min(text.size(), max_quoted_message));
+    throw malformed(std::string(text) + " (line " + std::to_string(line) + ")");
 }
 
 void ListingParser::fail(std::exception_ptr error) noexcept {

@@ -12,6 +12,7 @@
 
 #include "euphoria/api/error.hpp"
 #include "euphoria/api/libxml_init.hpp"
+#include "sax_bridge.hpp"
 
 namespace euphoria::api {
 
@@ -40,8 +41,6 @@ void append_bounded(std::string& field, const char* text, std::size_t size) {
     field.append(text, std::min(size, limit - std::min(field.size(), limit)));
 }
 
-const char* as_chars(const xmlChar* text) { return reinterpret_cast<const char*>(text); }
-
 int clamp_to_int(std::uint64_t value) {
     return static_cast<int>(std::min<std::uint64_t>(value, INT_MAX));
 }
@@ -56,84 +55,15 @@ void init_libxml() {
     (void)initialised;
 }
 
-// The C entry points libxml2 calls. Nothing may unwind through libxml2's frames, so
-// each catches everything and hands it to ReplyParser::fail(); the parse stops, and
-// the error is rethrown, once xmlParseChunk has returned.
-struct SaxCallbacks {
-    template <typename Event>
-    static void guarded(void* user, Event&& event) noexcept {
-        auto& parser = *static_cast<ReplyParser*>(user);
-        if (parser.failure_) return;
-        try {
-            event(parser);
-        } catch (...) {
-            parser.fail(std::current_exception());
-        }
-    }
-
-    static void start_element(void* user, const xmlChar* local_name, const xmlChar*,
-                              const xmlChar*, int, const xmlChar**, int, int, const xmlChar**) {
-        guarded(user, [&](ReplyParser& parser) { parser.on_start(as_chars(local_name)); });
-    }
-
-    static void end_element(void* user, const xmlChar*, const xmlChar*, const xmlChar*) {
-        guarded(user, [](ReplyParser& parser) { parser.on_end(); });
-    }
-
-    static void text(void* user, const xmlChar* text, int size) {
-        guarded(user, [&](ReplyParser& parser) {
-            parser.on_text(as_chars(text), static_cast<std::size_t>(size));
-        });
-    }
-
-    static void doctype(void* user, const xmlChar*, const xmlChar*, const xmlChar*) {
-        guarded(user, [](ReplyParser& parser) { parser.on_doctype(); });
-    }
-
-    // libxml2 2.12 made the error pointer const; take whichever this version passes.
-    template <typename ErrorPointer>
-    static void structured_error(void* user, ErrorPointer error) {
-        if (error == nullptr || error->level < XML_ERR_ERROR) return;
-        guarded(user, [&](ReplyParser& parser) {
-            parser.on_error(error->message ? error->message : "unknown error", error->line,
-                            error->int2);
-        });
-    }
-
-    static xmlSAXHandler handler() {
-        xmlSAXHandler handler{};
-        handler.initialized = XML_SAX2_MAGIC;
-        handler.startElementNs = start_element;
-        handler.endElementNs = end_element;
-        handler.characters = text;
-        handler.ignorableWhitespace = text;
-        handler.cdataBlock = text;
-        // A DTD could declare entities; refusing any DOCTYPE outright means none is
-        // ever loaded or expanded.
-        handler.internalSubset = doctype;
-        handler.externalSubset = doctype;
-        handler.serror = structured_error;
-        return handler;
-    }
-};
-
-void ReplyParser::ContextDeleter::operator()(xmlParserCtxt* ctxt) const noexcept {
-    // Entity declarations make libxml2 build a document even for SAX ("expat
-    // compatibility"), which the context does not own.
+void XmlContextDeleter::operator()(xmlParserCtxt* ctxt) const noexcept {
     if (ctxt->myDoc != nullptr) xmlFreeDoc(ctxt->myDoc);
     xmlFreeParserCtxt(ctxt);
 }
 
-ReplyParser::ReplyParser(Sink& sink) : sink_(sink), decoder_(sink) {
-    init_libxml();
-    xmlSAXHandler handler = SaxCallbacks::handler();
-    ctxt_.reset(xmlCreatePushParserCtxt(&handler, this, nullptr, 0, nullptr));
-    if (!ctxt_) throw std::bad_alloc();
-    // No XML_PARSE_NOENT (entities stay unexpanded) and no XML_PARSE_HUGE: the large
-    // audioData text is streamed in pieces and never needs it. Only a CDATA section,
-    // which libxml2 holds whole until its "]]>", is limited to 10 MB by this.
-    xmlCtxtUseOptions(ctxt_.get(), XML_PARSE_NONET);
-}
+// Only a CDATA section, which libxml2 holds whole until its "]]>", is limited to
+// 10 MB (no XML_PARSE_HUGE): audioData text is streamed in pieces and never needs it.
+ReplyParser::ReplyParser(Sink& sink)
+    : sink_(sink), decoder_(sink), ctxt_(SaxBridge<ReplyParser>::make_context(this)) {}
 
 ReplyParser::~ReplyParser() = default;
 

@@ -15,7 +15,8 @@
 #include <string>
 #include <string_view>
 
-struct _xmlParserCtxt;  // NOLINT(bugprone-reserved-identifier): libxml2's own tag
+#include "euphoria/api/libxml_init.hpp"
+
 
 namespace euphoria::api {
 
@@ -68,10 +69,7 @@ public:
     static constexpr std::size_t max_field_size = 4096;
 
 private:
-    struct ContextDeleter {
-        void operator()(_xmlParserCtxt* ctxt) const noexcept;
-    };
-    friend struct ListingSax;
+    template <class> friend struct SaxBridge;  // src/api/sax_bridge.hpp
 
     void parse(const char* data, std::size_t size, bool terminate);
     void fail(std::exception_ptr error) noexcept;
@@ -79,6 +77,8 @@ private:
     void on_start(std::string_view name);
     void on_end();
     void on_text(const char* text, std::size_t size);
+    void on_doctype();
+    void on_error(const char* message, int line, int column);
 
     // libxml2 2.9's push parser passes a CDATA section's bytes through unchecked:
     // every text is checked to be UTF-8 here, across the pieces it comes in.
@@ -90,7 +90,7 @@ private:
 
     RecordHandler on_record_;
     Utf8Check utf8_;
-    std::unique_ptr<_xmlParserCtxt, ContextDeleter> ctxt_;
+    XmlContextPtr ctxt_;
     std::exception_ptr failure_;
     std::uint64_t bytes_fed_ = 0;
     bool finished_ = false;

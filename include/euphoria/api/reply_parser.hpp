@@ -10,9 +10,9 @@
 #include <string>
 
 #include "euphoria/api/base64.hpp"
+#include "euphoria/api/libxml_init.hpp"
 #include "euphoria/api/sink.hpp"
 
-struct _xmlParserCtxt;  // NOLINT(bugprone-reserved-identifier): libxml2's own tag
 
 namespace euphoria::api {
 
@@ -43,9 +43,6 @@ public:
 private:
     enum class Field { none, audio_data, error, file_name };
 
-    struct ContextDeleter {
-        void operator()(_xmlParserCtxt* ctxt) const noexcept;
-    };
 
     void parse(const char* data, std::size_t size, bool terminate);  // size <= max_piece
     std::size_t bypass_libxml(const char* data, std::size_t size);
@@ -62,11 +59,11 @@ private:
     void open_field(Field field);
 
     // C callbacks for libxml2: they must not throw, so each records what went wrong.
-    friend struct SaxCallbacks;
+    template <class> friend struct SaxBridge;  // src/api/sax_bridge.hpp
 
     Sink& sink_;
     Base64Decoder decoder_;
-    std::unique_ptr<_xmlParserCtxt, ContextDeleter> ctxt_;
+    XmlContextPtr ctxt_;
     std::exception_ptr failure_;
     std::uint64_t bytes_fed_ = 0;
     bool finished_ = false;
