@@ -29,7 +29,8 @@ namespace {
 // False (and a warning) outside CI when redis-server is missing; inside CI, a failure.
 bool have_redis() {
     if (!test::redis_server_binary().empty()) return true;
-    const char* ci = std::getenv("CI");
+    // Read on the test's main thread, before it starts any other.
+    const char* ci = std::getenv("CI");  // NOLINT(concurrency-mt-unsafe)
     if (ci && std::string(ci) == "true") FAIL("redis-server is missing in CI (tests/deps.sh)");
     WARN("redis-server is not installed: the Redis tests did not run");
     return false;

@@ -214,7 +214,10 @@ void SharedBudget::renew_all() {
             if (!h.ticket.empty() && !h.lapsed) leases.emplace_back(id, h);
         }
     }
-    for (const auto& [id, h] : leases) {
+    for (const auto& lease : leases) {
+        // Named, not bound: clang before 16 cannot capture a structured binding.
+        const std::uint64_t id = lease.first;
+        const Held& h = lease.second;
         bool kept = true;
         const bool asked = with_redis([&](Connection& c, std::uint64_t generation) {
             kept = generation == h.generation && scripts_.renew(c, keys_, h.ticket, config_.times);
