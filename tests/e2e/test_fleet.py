@@ -18,9 +18,6 @@ import math
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import tempfile
 import threading
 import time
 
@@ -28,56 +25,6 @@ import harness
 
 wait_until = harness.wait_until
 LATENCY = 0.4
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Redis:
-    """redis-server on 127.0.0.1, no persistence; kill() is an outage, start() ends it
-    on the same port."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="euphoria-redis-")
-        self.proc = None
-        self.start()
-
-    @property
-    def url(self):
-        return "redis://127.0.0.1:%d" % self.port
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir, "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL)
-        wait_until(self.answers, 30, "redis-server to answer")
-
-    def answers(self):
-        try:
-            return self.command("PING") == "+PONG"
-        except OSError:
-            return False
-
-    def command(self, *args):
-        """One command, RESP by hand: enough for PING and counters."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            req = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
-            s.sendall(req.encode())
-            return s.recv(65536).decode(errors="replace").split("\r\n")[0]
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def close(self):
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Reader(threading.Thread):
@@ -112,7 +59,7 @@ class FleetTest(harness.E2ETestCase):
 
     def setUp(self):
         super().setUp()
-        self.redis = Redis()
+        self.redis = harness.Redis()
 
     def tearDown(self):
         try:

@@ -121,11 +121,14 @@ CallPass SharedBudget::enter(api::CancelToken& cancel) {
     };
     for (;;) {
         std::uint64_t seen = 0;
+        bool stop = false;
         {
             std::lock_guard lock(mutex_);
-            if (stopping_ || cancel.cancelled()) throw give_up();
+            stop = stopping_ || cancel.cancelled();
             seen = wakes_;
         }
+        // Outside mutex_: giving the place back is a Redis command.
+        if (stop) throw give_up();
         if (connected_) {
             std::optional<Acquired> got;
             std::uint64_t got_generation = 0;

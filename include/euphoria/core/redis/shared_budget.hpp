@@ -84,7 +84,8 @@ private:
     std::atomic<bool> connected_{false};
 
     // Guards command_ and generation_. Held for one command at a time (bounded by
-    // config_.timeout). Lock order: command_mutex_ before mutex_; never the reverse.
+    // config_.timeout). Never nested with mutex_, either way round: a cancel callback or
+    // a waiter must never wait behind a Redis command.
     std::mutex command_mutex_;
     std::optional<Connection> command_;
     std::uint64_t generation_ = 0;
