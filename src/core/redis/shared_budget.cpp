@@ -33,6 +33,7 @@ SharedBudget::SharedBudget(SharedBudgetConfig config, Stats& stats, Logger& logg
                                            " call(s) until it answers");
     }
     keeper_ = std::thread([this] { keep(); });
+    releaser_ = std::thread([this] { settle(); });
 }
 
 SharedBudget::~SharedBudget() {
@@ -41,6 +42,9 @@ SharedBudget::~SharedBudget() {
         stopping_ = true;
     }
     cv_.notify_all();
+    // The releaser first: it gives back at once what is still settling, if Redis
+    // answers.
+    if (releaser_.joinable()) releaser_.join();
     if (keeper_.joinable()) keeper_.join();
 }
 
@@ -169,23 +173,34 @@ CallPass SharedBudget::enter(api::CancelToken& cancel) {
 }
 
 void SharedBudget::leave(std::uint64_t id, CallVerdict verdict) noexcept {
+    const Verdict v = verdict == CallVerdict::admitted   ? Verdict::admitted
+                      : verdict == CallVerdict::exceeded ? Verdict::exceeded
+                                                         : Verdict::none;
     try {
-        Held h;
-        {
-            std::lock_guard lock(mutex_);
-            const auto it = held_.find(id);
-            if (it == held_.end()) return;
-            h = std::move(it->second);
-            held_.erase(it);
-            if (h.ticket.empty()) {
-                --fallback_in_use_;
-                cv_.notify_all();
-                return;
-            }
+        std::unique_lock lock(mutex_);
+        const auto it = held_.find(id);
+        if (it == held_.end()) return;
+        Held h = std::move(it->second);
+        held_.erase(it);
+        if (h.ticket.empty()) {
+            --fallback_in_use_;
+            cv_.notify_all();
+            return;
         }
-        const Verdict v = verdict == CallVerdict::admitted   ? Verdict::admitted
-                          : verdict == CallVerdict::exceeded ? Verdict::exceeded
-                                                             : Verdict::none;
+        if (config_.settle.count() > 0 && !stopping_) {
+            settling_.push_back({Steady::now() + config_.settle, std::move(h), v});
+            cv_.notify_all();
+            return;
+        }
+        lock.unlock();
+        release(h, v);
+    } catch (...) {
+        // Out of memory on a destructor's path: the lease expires on its own.
+    }
+}
+
+void SharedBudget::release(const Held& h, Verdict v) noexcept {
+    try {
         bool lapsed = h.lapsed;
         with_redis([&](Connection& c, std::uint64_t generation) {
             // Another connection (Redis restarted): the lease is gone, and its ticket
@@ -205,7 +220,27 @@ void SharedBudget::leave(std::uint64_t id, CallVerdict verdict) noexcept {
                                         "the next one takes a fresh lease");
         }
     } catch (...) {
-        // Out of memory in a destructor's path: the lease expires on its own.
+        // As in leave().
+    }
+}
+
+void SharedBudget::settle() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        if (!settling_.empty() && (stopping_ || settling_.front().due <= Steady::now())) {
+            const Settling s = std::move(settling_.front());
+            settling_.pop_front();
+            lock.unlock();
+            release(s.held, s.verdict);
+            lock.lock();
+            continue;
+        }
+        if (stopping_) return;  // and nothing left to give back
+        if (settling_.empty()) {
+            cv_.wait(lock);
+        } else {
+            cv_.wait_until(lock, settling_.front().due);
+        }
     }
 }
 

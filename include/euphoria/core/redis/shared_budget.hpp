@@ -15,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -42,6 +43,10 @@ struct SharedBudgetConfig {
     std::chrono::milliseconds poll{250};
     // Connect and command timeout: a hung Redis costs a call this long, then fallback.
     std::chrono::milliseconds timeout{1000};
+    // How long after its call a lease is given back. The API frees its slot only once
+    // it has sent the last byte, a moment after we read it: a lease given back at once
+    // lets another host's call meet the slot still counted ("exceeded").
+    std::chrono::milliseconds settle{20};
     std::chrono::milliseconds reconnect_min{250};
     std::chrono::milliseconds reconnect_max{5000};
 };
@@ -66,7 +71,9 @@ private:
         bool lapsed = false;           // renewal found it gone (counted then)
     };
     void leave(std::uint64_t id, CallVerdict verdict) noexcept override;
+    void release(const Held& h, Verdict v) noexcept;  // gives a lease back now
     void keep();  // the keeper thread
+    void settle();  // the releaser thread: gives leases back once settled
     // Run under command_mutex_ with a live connection; false (and fallback) when
     // the connection failed. Never throws ConnectionError.
     template <class F>
@@ -99,8 +106,16 @@ private:
     std::uint64_t next_id_ = 1;
     unsigned fallback_in_use_ = 0;
     std::uint64_t wakes_ = 0;  // pub/sub messages seen
+    struct Settling {
+        std::chrono::steady_clock::time_point due;
+        Held held;
+        Verdict verdict;
+    };
+    std::deque<Settling> settling_;  // in due order: one settle time after each call
     bool stopping_ = false;
-    std::thread keeper_;  // last: started once everything above exists
+    // Last: started once everything above exists.
+    std::thread keeper_;
+    std::thread releaser_;
 };
 
 }  // namespace euphoria::core::redis
