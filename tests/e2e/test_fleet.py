@@ -146,6 +146,9 @@ class FleetTest(harness.E2ETestCase):
         self.assertEqual(lowest[id(a)], 1, "mount a never learned the smaller budget")
         self.assertEqual(lowest[id(b)], 1, "mount b never learned the smaller budget")
         self.assertGreaterEqual(s["exceeded"], 1, "the hold never refused a call")
+        # The fleet pauses together after each "exceeded": a few a second at most, not
+        # every waiting call trying on its own.
+        self.assertLessEqual(s["exceeded"], 20)
         self.assertLessEqual(s["max_in_flight"], 3)
         for m in (a, b):
             self.assertEqual(m.counter("errors_eagain"), 0)

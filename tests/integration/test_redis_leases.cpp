@@ -158,7 +158,16 @@ TEST_CASE("leases: the learned budget is the fleet's", "[redis]") {
     // Two calls that started together met "exceeded": one halving, not two.
     CHECK(r.scripts.release(r.c, r.keys, a.ticket, Verdict::exceeded, a.epoch, 3, r.times).limit == 1);
     CHECK(r.scripts.release(r.c, r.keys, b.ticket, Verdict::exceeded, b.epoch, 3, r.times).limit == 1);
-    // Another host now gets one slot only.
+    // The whole fleet pauses (250 ms after one halving)...
+    const auto resume = std::stoll(r.c.command({"HGET", r.keys.budget, "resume_at"}).text);
+    CHECK(resume > r.redis_ms() - 1000);
+    CHECK(resume <= r.redis_ms() + 250);
+    r.c.command({"HSET", r.keys.budget, "resume_at", std::to_string(r.redis_ms() + 60000)});
+    const auto paused = r.scripts.acquire(r.c, r.keys, "", 3, r.times);
+    CHECK_FALSE(paused.granted);
+    r.scripts.forget(r.c, r.keys, paused.ticket);
+    // ...and then another host gets one slot only.
+    r.c.command({"HSET", r.keys.budget, "resume_at", "0"});
     const auto c1 = r.scripts.acquire(r.c, r.keys, "", 3, r.times);
     CHECK(c1.granted);
     CHECK(c1.limit == 1);

@@ -34,8 +34,9 @@ redis.call('ZADD', KEYS[2], 'NX', tonumber(ticket), ticket)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ticket)
 local held = redis.call('ZCARD', KEYS[1])
 local rank = redis.call('ZRANK', KEYS[2], ticket)
+local resume = tonumber(redis.call('HGET', KEYS[5], 'resume_at')) or 0
 local granted = 0
-if held + rank < limit then
+if held + rank < limit and now >= resume then
   redis.call('ZREM', KEYS[2], ticket)
   redis.call('ZREM', KEYS[3], ticket)
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ticket)
@@ -58,9 +59,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 )lua";
 
-// KEYS: holders, budget; ARGV: ticket, verdict, epoch, cap, idle ms, channel.
+// KEYS: holders, budget; ARGV: ticket, verdict, epoch, cap, idle ms, channel,
+// pause base ms, pause max ms.
 // The window moves as CallBudget's does (halved once per epoch on "exceeded", +1/w
-// per admitted call up to the cap), only fleet-wide.
+// per admitted call up to the cap), only fleet-wide; so does the pause after
+// "exceeded" (doubling with each halving in a row), during which no lease is granted.
 constexpr std::string_view release_lua = R"lua(
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local held = 0
@@ -71,19 +74,28 @@ end
 local cap = tonumber(ARGV[4])
 local w = tonumber(redis.call('HGET', KEYS[2], 'window')) or cap
 local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch')) or 0
+local streak = tonumber(redis.call('HGET', KEYS[2], 'streak')) or 0
+local resume = tonumber(redis.call('HGET', KEYS[2], 'resume_at')) or 0
 local v = ARGV[2]
 if v == 'exceeded' then
   if tonumber(ARGV[3]) == epoch then
     w = math.max(1, math.floor(w / 2))
     epoch = epoch + 1
+    streak = streak + 1
+    local pause = math.min(tonumber(ARGV[8]), tonumber(ARGV[7]) * 2 ^ (streak - 1))
+    resume = math.max(resume, now + pause)
   end
-elseif v == 'admitted' and w < cap then
-  local before = math.floor(w)
-  w = math.min(cap, w + 1 / w)
-  if math.floor(w) ~= before then epoch = epoch + 1 end
+elseif v == 'admitted' then
+  streak = 0
+  if w < cap then
+    local before = math.floor(w)
+    w = math.min(cap, w + 1 / w)
+    if math.floor(w) ~= before then epoch = epoch + 1 end
+  end
 end
 if v ~= 'none' then
-  redis.call('HSET', KEYS[2], 'window', tostring(w), 'epoch', tostring(epoch))
+  redis.call('HSET', KEYS[2], 'window', tostring(w), 'epoch', tostring(epoch),
+             'streak', tostring(streak), 'resume_at', tostring(resume))
   redis.call('PEXPIRE', KEYS[2], ARGV[5])
 end
 redis.call('PUBLISH', ARGV[6], 'r')
@@ -180,7 +192,8 @@ Released LeaseScripts::release(Connection& c, const LeaseKeys& k, std::string_vi
     const std::string epoch_s = std::to_string(epoch);
     const std::string cap_s = std::to_string(cap);
     const auto r = release_.run(c, {k.holders, k.budget},
-                                {ticket, verdict, epoch_s, cap_s, ms(t.idle), k.channel});
+                                {ticket, verdict, epoch_s, cap_s, ms(t.idle), k.channel,
+                                 ms(t.pause_base), ms(t.pause_max)});
     return {r.at(0).as_integer() == 1, as_unsigned(r.at(1))};
 }
 

@@ -8,7 +8,8 @@
 //   queue    ZSET  ticket -> ticket: who waits, in ticket order
 //   queue_at ZSET  ticket -> expiry of the wait, refreshed by every poll
 //   ticket   the INCR counter that hands out tickets
-//   budget   HASH  window (float), epoch: the learned budget, fleet-wide
+//   budget   HASH  window (float), epoch, streak, resume_at: the learned budget and
+//                  the pause after "exceeded", fleet-wide
 //   channel  pub/sub: a release wakes the waiters
 // Nothing in them names the key, a recording or a byte of one: tickets are numbers.
 
@@ -60,13 +61,17 @@ struct LeaseTimes {
     std::chrono::milliseconds waiter_ttl{3000};
     // Every key expires after this long without a use, so an idle tenant leaves nothing.
     std::chrono::milliseconds idle{600000};
+    // The fleet-wide pause after "exceeded": base, doubling per halving in a row, up to max.
+    std::chrono::milliseconds pause_base{250};
+    std::chrono::milliseconds pause_max{8000};
 };
 
 class LeaseScripts {
 public:
     LeaseScripts();
     // Reclaims expired leases and waits, then grants a lease if `ticket` (empty:
-    // take a new one) is among the first (limit - holders) waiters.
+    // take a new one) is among the first (limit - holders) waiters, and the fleet is
+    // not pausing after "exceeded".
     Acquired acquire(Connection& c, const LeaseKeys& k, std::string_view ticket, unsigned cap,
                      const LeaseTimes& t) const;
     // Pushes the lease's expiry one lease time on; false when it had lapsed.
