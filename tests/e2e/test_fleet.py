@@ -116,6 +116,15 @@ class FleetTest(harness.E2ETestCase):
             self.assertEqual(m.counter("redis_fallback_calls"), 0)
             self.assertEqual(m.counter("lease_lapses"), 0)
             self.assertEqual(m.counter("exceeded_replies"), 0)
+        # What anyone who can reach Redis sees: tickets and numbers under the tenant's
+        # hash tag, never the key, a name or a recording's bytes.
+        dump = self.redis.dump()
+        self.assertIn("euphoriafs:{%s}:ticket" % harness.TENANT, dump)
+        self.assertIn("euphoriafs:{%s}:budget" % harness.TENANT, dump)
+        for secret in [harness.KEY, "fleet-", ".WAV", "RIFF"]:
+            self.assertNotIn(secret, dump)
+        self.assertTrue(all(k.startswith("euphoriafs:{%s}:" % harness.TENANT)
+                            for k in (line.split(" ")[0] for line in dump.splitlines())))
 
     # b ---------------------------------------------------------------------------
     def test_b_a_foreign_client_lowers_the_budget_for_both(self):

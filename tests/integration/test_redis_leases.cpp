@@ -353,3 +353,29 @@ TEST_CASE("shared budget: a lease is given back one settle time after its call",
     CHECK(c.command({"ZCARD", holders}).as_integer() == 0);
     CHECK(stats.lease_lapses == 0);
 }
+
+TEST_CASE("shared budget: a long call's lease is renewed, not lapsed", "[redis]") {
+    if (!have_redis()) return;
+    test::RedisServer server;
+    core::Stats stats;
+    Counting log;
+    Connection c(server.address(), api::Secret(), 1000ms);
+    const auto holders = LeaseKeys::for_tenant("demo").holders;
+    auto cfg = budget_config(server);
+    cfg.times.lease = 2s;  // renewed every 667 ms
+    core::redis::SharedBudget host(cfg, stats, log);
+    api::CancelToken cancel;
+    auto pass = host.enter(cancel);
+    const auto ticket = c.command({"ZRANGE", holders, "0", "-1"}).at(0).text;
+    const auto first = std::stoll(c.command({"ZSCORE", holders, ticket}).text);
+    // A call of more than two lease times.
+    std::this_thread::sleep_for(4500ms);
+    const auto later = std::stoll(c.command({"ZSCORE", holders, ticket}).text);
+    const auto t = c.command({"TIME"});
+    const auto now = std::stoll(t.at(0).text) * 1000 + std::stoll(t.at(1).text) / 1000;
+    CHECK(later > first + 2000);  // pushed on, more than once
+    CHECK(later > now);           // and alive now
+    pass.reset();
+    REQUIRE(eventually([&] { return c.command({"ZCARD", holders}).as_integer() == 0; }));
+    CHECK(stats.lease_lapses == 0);
+}
