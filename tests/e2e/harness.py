@@ -480,18 +480,18 @@ class Redis:
             return s.recv(65536).decode(errors="replace").split("\r\n")[0]
 
     def dump(self):
-        """Every key with its whole value, as text (redis-cli, from redis-tools)."""
+        """{key: its whole value as text}, for every key (redis-cli, from redis-tools)."""
         def cli(*args):
             return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
                                   text=True, errors="replace", check=True, timeout=30).stdout
-        out = []
+        out = {}
         for key in cli("--scan").split():
             kind = cli("TYPE", key).strip()
             value = {"zset": ("ZRANGE", key, "0", "-1", "WITHSCORES"), "hash": ("HGETALL", key),
                      "string": ("GET", key), "set": ("SMEMBERS", key),
                      "list": ("LRANGE", key, "0", "-1")}.get(kind)
-            out.append("%s (%s): %s" % (key, kind, cli(*value) if value else "?"))
-        return "\n".join(out)
+            out[key] = "(%s) %s" % (kind, cli(*value) if value else "?")
+        return out
 
     def kill(self):
         if self.proc and self.proc.poll() is None:

@@ -119,12 +119,13 @@ class FleetTest(harness.E2ETestCase):
         # What anyone who can reach Redis sees: tickets and numbers under the tenant's
         # hash tag, never the key, a name or a recording's bytes.
         dump = self.redis.dump()
-        self.assertIn("euphoriafs:{%s}:ticket" % harness.TENANT, dump)
-        self.assertIn("euphoriafs:{%s}:budget" % harness.TENANT, dump)
+        prefix = "euphoriafs:{%s}:" % harness.TENANT
+        self.assertIn(prefix + "ticket", dump)
+        self.assertIn(prefix + "budget", dump)
+        self.assertEqual([k for k in dump if not k.startswith(prefix)], [])
+        text = "\n".join("%s %s" % kv for kv in dump.items())
         for secret in [harness.KEY, "fleet-", ".WAV", "RIFF"]:
-            self.assertNotIn(secret, dump)
-        self.assertTrue(all(k.startswith("euphoriafs:{%s}:" % harness.TENANT)
-                            for k in (line.split(" ")[0] for line in dump.splitlines())))
+            self.assertNotIn(secret, text)
 
     # b ---------------------------------------------------------------------------
     def test_b_a_foreign_client_lowers_the_budget_for_both(self):
