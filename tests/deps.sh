@@ -17,6 +17,8 @@ EUPHORIA_DEPS=(
   libgsm1-dev
   # The day folders' end-to-end tests copy a day out as a script would.
   rsync
+  # A fleet's shared budget (-o redis=URL): hiredis, and a real Redis for its tests.
+  libhiredis-dev redis-server
 )
 
 # What differs: clang's runtime (libFuzzer, the sanitizers) is versioned. 12's clang

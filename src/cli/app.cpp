@@ -25,6 +25,7 @@
 #include "euphoria/cli/options.hpp"
 #include "euphoria/core/fetcher.hpp"
 #include "euphoria/core/listing.hpp"
+#include "euphoria/core/redis/shared_budget.hpp"
 #include "euphoria/core/time_zone.hpp"
 #include "euphoria/fuse/session.hpp"
 
@@ -147,7 +148,8 @@ std::string join_flags(const std::vector<std::string>& flags) {
 }
 
 int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& cache_dir,
-          const std::optional<core::TimeZone>& zone, std::optional<Daemon>& daemon) {
+          const std::optional<core::TimeZone>& zone, std::optional<Daemon>& daemon,
+          api::Secret redis_password) {
     std::unique_ptr<core::Logger> logger;
     if (cfg.foreground) {
         logger = std::make_unique<StderrLogger>(cfg.debug || cfg.verbose);
@@ -177,12 +179,29 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
 
     int rc = 0;
     {
+        // Declared before the Fetcher, so that it outlives every call that holds a lease.
+        std::optional<core::redis::SharedBudget> shared;
         std::optional<core::Fetcher> fetcher;
         {
             // Its threads take no signals: SIGTERM must reach the thread that runs the
             // FUSE loop, whose handler ends it.
             SignalsBlocked blocked;
-            fetcher.emplace(client, cache, clock, stats, *logger, fc);
+            if (!cfg.redis.empty()) {
+                core::redis::SharedBudgetConfig rc_config;
+                rc_config.address = core::redis::parse_address(cfg.redis);
+                rc_config.password = std::move(redis_password);
+                rc_config.tenant = cfg.tenant;
+                rc_config.max_concurrent = cfg.max_concurrent;
+                rc_config.fallback = cfg.redis_fallback;
+                rc_config.times.lease = std::chrono::seconds(cfg.redis_lease);
+                try {
+                    shared.emplace(std::move(rc_config), stats, *logger);
+                } catch (const std::exception& e) {
+                    throw Fatal{exit_mount_failure, "Redis at " + cfg.redis + ": " + e.what()};
+                }
+            }
+            fetcher.emplace(client, cache, clock, stats, *logger, fc, core::default_jitter(),
+                            shared ? &*shared : nullptr);
         }
         core::Ownership owner{cfg.uid.value_or(::getuid()), cfg.gid.value_or(::getgid()), cfg.umask};
         core::Filesystem filesystem(*fetcher, cache, stats, clock, owner);
@@ -254,6 +273,7 @@ int run(int argc, const char* const* argv) {
         for (const auto& note : parsed.notes) std::cerr << "mount.euphoria: " << note << "\n";
 
         api::ClientConfig client_config;
+        api::Secret redis_password;
         client_config.endpoint = cfg.endpoint;
         client_config.tenant = cfg.tenant;
         client_config.ca_file = cfg.cafile;
@@ -262,7 +282,7 @@ int run(int argc, const char* const* argv) {
         client_config.max_connections = cfg.max_concurrent;
         try {
             api::check_endpoint(cfg.endpoint);
-            client_config.key = resolve_key(cfg);
+            client_config.key = resolve_key(cfg, &redis_password);
         } catch (const UsageError& e) {
             throw Fatal{exit_usage, e.what()};
         } catch (const api::ApiError& e) {
@@ -297,7 +317,7 @@ int run(int argc, const char* const* argv) {
             throw Fatal{exit_mount_failure, e.what()};
         }
         if (!cfg.foreground) daemon.emplace(Daemon::detach());
-        return serve(cfg, client, cache_dir, zone, daemon);
+        return serve(cfg, client, cache_dir, zone, daemon, std::move(redis_password));
     } catch (const Fatal& f) {
         if (daemon) {
             daemon->failed(f.code, "mount.euphoria: " + f.message);

@@ -47,6 +47,9 @@ Credentials parse_credentials(const std::string& text, const std::string& file_n
             out.key = api::Secret(std::move(value));
         } else if (key == "tenant") {
             out.tenant = value;
+        } else if (key == "redis_password") {
+            // Empty is allowed: a Redis without requirepass.
+            out.redis_password = api::Secret(std::move(value));
         } else {
             api::wipe_string(value);
             // Appended piece by piece: `":" + std::to_string(...)` inserts at the front
@@ -56,7 +59,7 @@ Credentials parse_credentials(const std::string& text, const std::string& file_n
             message += std::to_string(number);
             message += ": unknown setting '";
             message += key;
-            message += "' (expected auth= or tenant=)";
+            message += "' (expected auth=, tenant= or redis_password=)";
             throw UsageError(message);
         }
         api::wipe_string(value);
@@ -109,7 +112,7 @@ api::Secret take_key_from_environment() {
     return key;
 }
 
-api::Secret resolve_key(const MountConfig& config) {
+api::Secret resolve_key(const MountConfig& config, api::Secret* redis_password) {
     api::Secret from_env = take_key_from_environment();
     if (config.credentials.empty()) {
         if (from_env.empty()) {
@@ -123,6 +126,7 @@ api::Secret resolve_key(const MountConfig& config) {
         throw UsageError("credentials file " + config.credentials + " is for tenant '" +
                          creds.tenant + "', not '" + config.tenant + "'");
     }
+    if (redis_password) *redis_password = std::move(creds.redis_password);
     return std::move(creds.key);
 }
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "euphoria/api/curl_client.hpp"
+#include "euphoria/core/redis/address.hpp"
 
 namespace po = boost::program_options;
 
@@ -58,7 +59,10 @@ po::options_description mount_options() {
         ("listing-days", po::value<unsigned>(), "day folders the root shows, 0 to 3660 (default 31)")
         ("listing-page", po::value<unsigned>(), "records asked for per listing call, 1 to 10000 (default 500)")
         ("verify", po::value<std::string>(), "md5: a download whose MD5 is not the listing's is EIO (default: logged and counted only)")
-        ("nolisting", "no day folders and no by-id: only names already known can be read");
+        ("nolisting", "no day folders and no by-id: only names already known can be read")
+        ("redis", po::value<std::string>(), "share the tenant's call budget with other mounts through Redis: redis://host[:port][/db] or unix:///path (no password: redis_password= in the credentials file)")
+        ("redis-fallback", po::value<unsigned>(), "calls in flight while Redis is unreachable, 1 to 3 (default 1)")
+        ("redis-lease", po::value<unsigned>(), "seconds a shared-budget lease lasts unless renewed, 3 to 300 (default 15)");
     return d;
 }
 
@@ -184,6 +188,11 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
                                      "(ps). Put auth=KEY in a mode 0600 file and pass "
                                      "credentials=FILE, or set EUPHORIA_AUTH");
                 }
+                if (key == "redis_password" || key == "redis-password") {
+                    throw UsageError("option " + key +
+                                     "= is refused: every user can read fstab and the command "
+                                     "line (ps). Put redis_password=... in the credentials file");
+                }
                 if (key == "rw") {
                     result.notes.push_back("note: rw ignored, euphoria mounts are always read-only");
                     continue;
@@ -258,6 +267,16 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
         cfg.verify_md5 = true;
     }
     cfg.listing = vm.count("nolisting") == 0;
+    if (vm.count("redis")) {
+        cfg.redis = vm["redis"].as<std::string>();
+        try {
+            (void)core::redis::parse_address(cfg.redis);
+        } catch (const std::invalid_argument& e) {
+            throw UsageError(e.what());
+        }
+    }
+    if (vm.count("redis-fallback")) cfg.redis_fallback = in_range<unsigned>(vm, "redis-fallback", 1, 3);
+    if (vm.count("redis-lease")) cfg.redis_lease = in_range<unsigned>(vm, "redis-lease", 3, 300);
     if (cfg.endpoint.empty()) cfg.endpoint = std::string(api::default_endpoint);
     if (vm.count("cache-ttl")) cfg.cache_ttl = in_range<unsigned>(vm, "cache-ttl", 0, 30);
     if (vm.count("max-concurrent")) cfg.max_concurrent = in_range<unsigned>(vm, "max-concurrent", 1, 3);

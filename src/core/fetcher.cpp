@@ -60,6 +60,23 @@ bool admitted_by(api::ErrorKind kind) {
     }
 }
 
+// One upstream call under `pass`, which learns what the call met. A full tenant
+// becomes TenantFull, as the queue expects.
+template <class F>
+void call_through(CallPass& pass, F&& call) {
+    try {
+        call();
+    } catch (const api::ApiError& e) {
+        if (e.kind() == api::ErrorKind::busy) {
+            pass.set_verdict(CallVerdict::exceeded);
+            throw TenantFull{};
+        }
+        if (admitted_by(e.kind())) pass.set_verdict(CallVerdict::admitted);
+        throw;
+    }
+    pass.set_verdict(CallVerdict::admitted);
+}
+
 template <class Duration>
 long long millis(Duration d) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
@@ -78,9 +95,9 @@ RetryPolicy pause_within_patience(RetryPolicy backoff, std::chrono::milliseconds
 }  // namespace
 
 Fetcher::Fetcher(api::Client& client, ContentCache& cache, Clock& clock, Stats& stats,
-                 Logger& logger, FetcherConfig config, Jitter jitter)
+                 Logger& logger, FetcherConfig config, Jitter jitter, CallGate* gate)
     : client_(client), cache_(cache), clock_(clock), stats_(stats), logger_(logger),
-      config_(std::move(config)), jitter_(std::move(jitter)),
+      config_(std::move(config)), jitter_(std::move(jitter)), gate_(gate ? *gate : open_gate_),
       budget_(std::max(1u, config_.max_concurrent),
               pause_within_patience(config_.busy_backoff, config_.busy_timeout)) {
     stats_.budget.store(budget_.window());
@@ -657,12 +674,11 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
         run_with_retries(
             config_.retry, clock_, jitter_, job.cancel,
             [&] {
-                stats_.upstream_calls.fetch_add(1, std::memory_order_relaxed);
-                try {
-                    client_.download(job.name, sink, job.cancel);
-                } catch (const api::ApiError& e) {
-                    if (e.kind() == api::ErrorKind::busy) throw TenantFull{};
-                    throw;
+                {
+                    // On this Fetcher thread, never a FUSE one: it may wait for the fleet.
+                    CallPass pass = gate_.enter(job.cancel);
+                    stats_.upstream_calls.fetch_add(1, std::memory_order_relaxed);
+                    call_through(pass, [&] { client_.download(job.name, sink, job.cancel); });
                 }
                 const std::string got = sink.hex();
                 if (!want_md5.empty() && got != want_md5) {
@@ -762,13 +778,9 @@ Fetcher::Outcome Fetcher::run_call(Job& job, FetchResult& out, bool& admitted) {
             run_with_retries(
                 f_.config_.retry, f_.clock_, f_.jitter_, job_.cancel,
                 [&] {
+                    CallPass pass = f_.gate_.enter(job_.cancel);
                     f_.stats_.upstream_calls.fetch_add(1, std::memory_order_relaxed);
-                    try {
-                        attempt();
-                    } catch (const api::ApiError& e) {
-                        if (e.kind() == api::ErrorKind::busy) throw TenantFull{};
-                        throw;
-                    }
+                    call_through(pass, attempt);
                 },
                 [&](const api::ApiError& e, unsigned retry, std::chrono::milliseconds delay) {
                     f_.stats_.retries.fetch_add(1, std::memory_order_relaxed);

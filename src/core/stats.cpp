@@ -45,6 +45,11 @@ std::vector<std::pair<std::string, std::uint64_t>> Stats::snapshot() const {
         {"waiting_reads", waiting_reads.load()},
         {"md5_mismatches", md5_mismatches.load()},
         {"listings", listings.load()},
+        {"redis_connected", redis_connected.load()},
+        {"redis_fallback_calls", redis_fallback_calls.load()},
+        {"lease_waits", lease_waits.load()},
+        {"lease_lapses", lease_lapses.load()},
+        {"shared_budget", shared_budget.load()},
     };
     for (std::size_t i = 0; i < tracked_errnos.size(); ++i) {
         out.emplace_back(std::string("errors_") + errno_names[i], errors[i].load());

@@ -37,6 +37,10 @@ Rows (issue 10):
 Row (issue 13):
   T11 `ls -l` of a cold 2,000-recording day folder (issue 13)
         vs curl of the same GetCallRecordings pages, one after the other  target <= 1.5x
+Row (issue 12):
+  T12 a fleet: two mounts on one Redis, 30 cold 100 kB recordings cp'd in parallel across
+      both, mock latency 1 s
+        vs the ideal ceil(30/3) x 1 s, three calls at a time      target <= 1.25x, <= 3 in flight
 
 Writes OUT/bench.md and OUT/bench.json. Exit status: 0 when the harness ran (MISS rows
 included: this is a report), 1 when the harness itself failed (wrong bytes, a mount
@@ -784,6 +788,63 @@ class Bench:
             notes="listing_page=%d; the daemon's first listing checks its last full page with one "
                   "more call, which the reference makes too" % page))
 
+    # T12 ---------------------------------------------------------------------------
+    def t12(self):
+        """Two mounts of the tenant sharing its budget through one Redis (issue 12)."""
+        if not shutil.which("redis-server"):
+            raise HarnessError("T12 needs redis-server (tests/deps.sh)")
+        count, size = self.sizes["t9_count"], self.sizes["t9_size"]
+        latency = self.sizes["t9_latency"]
+        names = ["bench-t12-%02d.WAV" % i for i in range(count)]
+        shas = {n: self.mock.recording(n, size) for n in names}
+        ideal = math.ceil(count / 3) * latency
+        ours, max_in_flight, exceeded = [], [], []
+        redis = harness.Redis()
+        self.mock.config(latency=latency)
+        try:
+            for rep in self.reps():
+                mounts = [self.fresh_mount(("redis=" + redis.url, "nolisting")) for _ in range(2)]
+                try:
+                    for m in mounts:
+                        harness.wait_until(lambda m=m: m.counter("redis_connected") == 1, 10,
+                                           "T12: the mount to reach Redis")
+                    self.mock.reset()
+                    dests = [os.path.join(self.dest, "t12-%02d.wav" % i) for i in range(count)]
+                    t0 = time.perf_counter()
+                    procs = [subprocess.Popen(["cp", mounts[i % 2].path(n), d], stderr=subprocess.PIPE)
+                             for i, (n, d) in enumerate(zip(names, dests))]
+                    for p in procs:
+                        p.wait()
+                    wall = time.perf_counter() - t0
+                    for p in procs:
+                        if p.returncode != 0:
+                            raise HarnessError("T12 cp failed: %s" % p.stderr.read().decode())
+                        p.stderr.close()
+                    st = self.mock.stats()
+                finally:
+                    for m in mounts:
+                        m.close()
+                for n, d in zip(names, dests):
+                    check_bytes(d, shas[n], "T12 cp")
+                    os.unlink(d)
+                check_one_call_each(st, names, "T12")
+                ours.append(wall)
+                max_in_flight.append(st["max_in_flight"])
+                exceeded.append(st["exceeded"])
+                log("T12 rep %d: 2 mounts x %d parallel cp %.3f s (ideal %.1f s, max in flight %d, "
+                    "%d exceeded)" % (rep, count // 2, wall, ideal, max_in_flight[-1], exceeded[-1]))
+        finally:
+            self.mock.config(latency=0)
+            redis.close()
+        self.rows.append(Row(
+            "T12", "a fleet: two mounts on one Redis, %d cold %d kB recordings `cp`'d in parallel "
+            "across both, mock latency %g s" % (count, size // 1000, latency),
+            "the ideal: ceil(%d/3) x %g s, three calls at a time" % (count, latency), "s",
+            ours, [ideal] * len(ours), 1.25, "<=",
+            extra_checks=[("≤ 3 calls in flight (max seen: %d)" % max(max_in_flight),
+                           max(max_in_flight) <= 3)],
+            notes="one call per name in every rep (checked); \"exceeded\" replies per rep %s" % exceeded))
+
     def run(self):
         wanted = self.args.only
         mock_log = os.path.join(self.workdir, "mock.log")
@@ -796,7 +857,7 @@ class Bench:
             wanted = wanted | {"T9"}  # T10 is measured during T9's batch
         for rid, fn in (("T1", self.t1), ("T3", self.t3), ("T4", self.t4), ("T5", self.t5),
                         ("T6", self.t6), ("T7", self.t7), ("T8", self.t8), ("T9", self.t9),
-                        ("T11", self.t11)):
+                        ("T11", self.t11), ("T12", self.t12)):
             if wanted and rid not in wanted:
                 continue
             log("== %s" % rid)
@@ -957,7 +1018,7 @@ def parse_args(argv):
     p.add_argument("--reps", type=int, default=5, help="repetitions of each side (default 5)")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     p.add_argument("--only", type=lambda s: set(x.strip().upper() for x in s.split(",")),
-                   help="comma-separated subset of T1,T3,T4,T5,T6,T7,T9,T10,T11 (T1 includes T1b "
+                   help="comma-separated subset of T1,T3,T4,T5,T6,T7,T9,T10,T11,T12 (T1 includes T1b "
                         "and T2; T9 and T10 come from one batch)")
     p.add_argument("--workdir", default=None,
                    help="parent of the scratch folder (mounts, daemon cache, mock); default $TMPDIR")

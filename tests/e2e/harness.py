@@ -9,6 +9,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -433,6 +434,73 @@ class UserMount:
             os.chmod("/dev/fuse", self.fuse_mode)
             subprocess.run(["fusermount3", "-uz", self.dir], capture_output=True)
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# --- a fleet's Redis (issue 12) ---------------------------------------------------
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Redis:
+    """redis-server on 127.0.0.1, no persistence; kill() is an outage, start() ends it
+    on the same port."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="euphoria-redis-")
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir, "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL)
+        wait_until(self.answers, 30, "redis-server to answer")
+
+    def answers(self):
+        try:
+            return self.command("PING") == "+PONG"
+        except OSError:
+            return False
+
+    def command(self, *args):
+        """One command, RESP by hand: enough for PING and counters."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            req = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
+            s.sendall(req.encode())
+            return s.recv(65536).decode(errors="replace").split("\r\n")[0]
+
+    def dump(self):
+        """{key: its whole value as text}, for every key (redis-cli, from redis-tools)."""
+        def cli(*args):
+            return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                                  text=True, errors="replace", check=True, timeout=30).stdout
+        out = {}
+        for key in cli("--scan").split():
+            kind = cli("TYPE", key).strip()
+            value = {"zset": ("ZRANGE", key, "0", "-1", "WITHSCORES"), "hash": ("HGETALL", key),
+                     "string": ("GET", key), "set": ("SMEMBERS", key),
+                     "list": ("LRANGE", key, "0", "-1")}.get(kind)
+            out[key] = "(%s) %s" % (kind, cli(*value) if value else "?")
+        return out
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def close(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class E2ETestCase(unittest.TestCase):

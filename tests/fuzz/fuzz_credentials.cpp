@@ -53,7 +53,7 @@ std::vector<std::string_view> lines_of(std::string_view text) {
 
 struct Expected {
     bool ok = false;
-    std::string key, tenant;
+    std::string key, tenant, redis_password;
     std::string message;  // the exact refusal
 };
 
@@ -79,9 +79,11 @@ Expected read_plainly(std::string_view text) {
             e.key = value;
         } else if (name == "tenant") {
             e.tenant = value;
+        } else if (name == "redis_password") {
+            e.redis_password = value;
         } else {
             e.message = at + "unknown setting '" + std::string(name) +
-                        "' (expected auth= or tenant=)";
+                        "' (expected auth=, tenant= or redis_password=)";
             return e;
         }
     }

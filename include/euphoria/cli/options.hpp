@@ -55,6 +55,10 @@ struct MountConfig {
     unsigned listing_days = 31;
     unsigned listing_page = 500;
     bool verify_md5 = false;  // verify=md5
+    // A fleet's shared call budget: redis://host[:port][/db] or unix:///path; empty: none.
+    std::string redis;
+    unsigned redis_fallback = 1;  // calls in flight while Redis is unreachable
+    unsigned redis_lease = 15;    // seconds a lease lasts unless renewed
     // mount(8) flags
     bool sloppy = false;
     bool fake = false;

@@ -35,6 +35,7 @@
 #include "euphoria/api/client.hpp"
 #include "euphoria/core/cache.hpp"
 #include "euphoria/core/call_budget.hpp"
+#include "euphoria/core/call_gate.hpp"
 #include "euphoria/core/clock.hpp"
 #include "euphoria/core/log.hpp"
 #include "euphoria/core/names.hpp"
@@ -103,8 +104,12 @@ using Completion = std::function<void(FetchResult)>;
 
 class Fetcher {
 public:
+    // `gate`, when given, is passed by every upstream call besides the mount's own
+    // budget (a fleet's shared budget); it must outlive the Fetcher. Its waits run on
+    // the Fetcher's threads only.
     Fetcher(api::Client& client, ContentCache& cache, Clock& clock, Stats& stats,
-            Logger& logger, FetcherConfig config, Jitter jitter = default_jitter());
+            Logger& logger, FetcherConfig config, Jitter jitter = default_jitter(),
+            CallGate* gate = nullptr);
     ~Fetcher();  // shutdown()
     Fetcher(const Fetcher&) = delete;
     Fetcher& operator=(const Fetcher&) = delete;
@@ -228,6 +233,8 @@ private:
     Logger& logger_;
     const FetcherConfig config_;
     const Jitter jitter_;
+    OpenGate open_gate_;
+    CallGate& gate_;  // open_gate_, or the one given
 
     // Guards everything below, and every Job's fields but its CancelToken.
     // Lock order: mutex_, then ContentCache's mutex. Never held across an upstream

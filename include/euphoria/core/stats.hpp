@@ -31,6 +31,12 @@ struct Stats {
     std::atomic<std::uint64_t> waiting_reads{0};  // reads that waited for their range to arrive
     std::atomic<std::uint64_t> md5_mismatches{0};  // downloads whose MD5 is not the listing's
     std::atomic<std::uint64_t> listings{0};        // day listings fetched (each one or more calls)
+    // The fleet's shared budget (-o redis=URL); all 0 without it.
+    std::atomic<std::uint64_t> redis_connected{0};       // 1 while Redis answers
+    std::atomic<std::uint64_t> redis_fallback_calls{0};  // calls made on the local share
+    std::atomic<std::uint64_t> lease_waits{0};           // calls that waited for a lease
+    std::atomic<std::uint64_t> lease_lapses{0};          // leases gone before their call ended
+    std::atomic<std::uint64_t> shared_budget{0};         // the fleet's budget last seen
 
     // Errors handed to callers, by errno; the last slot counts any other errno.
     static constexpr std::array<int, 9> tracked_errnos{13, 2, 11, 5, 71, 110, 4, 28, 22};
