@@ -27,7 +27,10 @@ public:
     // be cheap and thread-safe; an exception from it is dropped.
     using StopHook = std::function<void()>;
 
-    static constexpr std::size_t default_capacity = std::size_t{4} << 20;
+    // Twice the most the consumer takes at once, so the producer always has room
+    // while it works. More buys no speed (the consumer outruns TLS), and each
+    // download pays it in resident memory, outside mem_cache_size.
+    static constexpr std::size_t default_capacity = std::size_t{1} << 20;
 
     // Starts the stage thread (std::system_error if it cannot).
     explicit ByteStage(Consumer consume, StopHook on_failure = {},
