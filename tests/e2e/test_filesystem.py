@@ -249,8 +249,10 @@ class FilesystemTest(harness.E2ETestCase):
         env = dict(os.environ)
         if harness.SANITIZED:
             # ASan keeps freed blocks in a quarantine (256 MB by default): shrink it so
-            # RSS shows what the code holds, not what ASan holds back.
-            env["ASAN_OPTIONS"] = "quarantine_size_mb=1:thread_local_quarantine_size_kb=64"
+            # RSS shows what the code holds, not what ASan holds back. Added to the
+            # run's options, whose log_path is how a report from this daemon fails it.
+            env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
+                                   ":quarantine_size_mb=1:thread_local_quarantine_size_kb=64")
         m = self.mount("mem_cache_size=8M", env=env)
         self.assertIsNotNone(m.pid)
         read_file(m.path("small.WAV"))  # warm up every code path once
