@@ -423,7 +423,7 @@ TEST_CASE("a slow sink fills the ring; cancel still returns at once", "[client][
     api::CurlClient client(std::move(cfg));
 
     // 64 KiB every 30 ms: some 8 s for all of it, far past the stall timeout, which a
-    // slow sink must not trip. The ring (1 MiB) fills, and the receiver waits on it.
+    // slow sink must not trip. The ring (2 MiB) fills, and the receiver waits on it.
     TestSink sink;
     sink.delay = 30ms;
     api::CancelToken cancel;
@@ -442,7 +442,7 @@ TEST_CASE("a slow sink fills the ring; cancel still returns at once", "[client][
     const auto took = std::chrono::steady_clock::now() - cancelled_at;
     INFO("cancel took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
     CHECK(call.get() == EINTR);
-    // Generous for TSan: one sink write and a wake-up, not the 1 MiB the ring holds.
+    // Generous for TSan: one sink write and a wake-up, not the 2 MiB the ring holds.
     CHECK(took < 1s);
     CHECK(sink.completes == 0);
     CHECK(sink.bytes.size() < bytes.size());

@@ -27,10 +27,10 @@ public:
     // be cheap and thread-safe; an exception from it is dropped.
     using StopHook = std::function<void()>;
 
-    // Twice the most the consumer takes at once, so the producer always has room
-    // while it works. More buys no speed (the consumer outruns TLS), and each
-    // download pays it in resident memory, outside mem_cache_size.
-    static constexpr std::size_t default_capacity = std::size_t{1} << 20;
+    // Four times the most the consumer takes at once, so the producer has room while
+    // it works. More buys no speed (the consumer outruns TLS), and each download
+    // pays it in resident memory, outside mem_cache_size.
+    static constexpr std::size_t default_capacity = std::size_t{2} << 20;
 
     // Starts the stage thread (std::system_error if it cannot).
     explicit ByteStage(Consumer consume, StopHook on_failure = {},
