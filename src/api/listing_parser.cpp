@@ -10,6 +10,7 @@
 #include "euphoria/api/error.hpp"
 #include "euphoria/api/libxml_init.hpp"
 #include "sax_bridge.hpp"
+#include "xml_text.hpp"
 
 namespace euphoria::api {
 
@@ -19,18 +20,9 @@ constexpr std::array<std::string_view, record_field_count> field_names{
     "uID",  "MD5",     "Direction", "Source", "Destination", "DateStamp", "FileName", "FileSize",
     "HasComment", "Flagged", "UniqueID", "IsDeleted", "Status", "CrmTag", "Note", "SipCallId",
 };
-constexpr std::size_t max_piece = std::size_t{1} << 20;
-constexpr std::size_t max_quoted_message = 200;
 
 ApiError malformed(std::string_view what) {
     return ApiError(EIO, ErrorKind::malformed, "malformed listing: " + std::string(what));
-}
-
-std::string_view trim(std::string_view text) {
-    constexpr std::string_view space = " \t\r\n";
-    const auto first = text.find_first_not_of(space);
-    if (first == std::string_view::npos) return {};
-    return text.substr(first, text.find_last_not_of(space) - first + 1);
 }
 
 int field_index(std::string_view name) {
@@ -40,10 +32,6 @@ int field_index(std::string_view name) {
     return -1;
 }
 
-void append_bounded(std::string& field, const char* text, std::size_t size) {
-    constexpr std::size_t limit = ListingParser::max_field_size;
-    field.append(text, std::min(size, limit - std::min(field.size(), limit)));
-}
 
 }  // namespace
 
@@ -76,9 +64,7 @@ void ListingParser::on_doctype() {
 }
 
 void ListingParser::on_error(const char* message, int line, int /*column*/) {
-    std::string_view text = trim(message);
-    text = text.substr(0, std::min(text.size(), max_quoted_message));
-    throw malformed(std::string(text) + " (line " + std::to_string(line) + ")");
+    throw malformed(quoted_xml_error(message) + " (line " + std::to_string(line) + ")");
 }
 
 void ListingParser::fail(std::exception_ptr error) noexcept {
@@ -90,7 +76,7 @@ void ListingParser::feed(const char* data, std::size_t size) {
     check_usable();
     bytes_fed_ += size;
     while (size > 0) {
-        const std::size_t piece = std::min(size, max_piece);
+        const std::size_t piece = std::min(size, xml_max_piece);
         parse(data, piece, false);
         data += piece;
         size -= piece;
@@ -104,7 +90,7 @@ std::size_t ListingParser::finish() {
         if (bytes_fed_ == 0) throw malformed("empty body");
         parse(nullptr, 0, true);
         if (!root_closed_) throw malformed("reply ended before </XML>");
-        if (error_seen_) throw for_optional_action(error_from_server_text(trim(error_text_)));
+        if (error_seen_) throw for_optional_action(error_from_server_text(trim_xml_space(error_text_)));
     } catch (...) {
         fail(std::current_exception());
         throw;
@@ -165,7 +151,7 @@ void ListingParser::on_end() {
             in_record_ = false;
             // An element with no known field is no record (a wrapper's stray text).
             if (record_has_field_) {
-                for (auto& f : record_.fields) f = std::string(trim(f));
+                for (auto& f : record_.fields) f = std::string(trim_xml_space(f));
                 ++records_;
                 on_record_(record_);
             }
@@ -206,9 +192,9 @@ bool ListingParser::Utf8Check::feed(const char* text, std::size_t size) noexcept
 void ListingParser::on_text(const char* text, std::size_t size) {
     if (!utf8_.feed(text, size)) throw malformed("text that is not UTF-8");
     if (depth_ == 2 && in_error_) {
-        append_bounded(error_text_, text, size);
+        append_bounded(error_text_, text, size, max_field_size);
     } else if (depth_ == 3 && in_record_ && field_ >= 0) {
-        append_bounded(record_.fields[static_cast<std::size_t>(field_)], text, size);
+        append_bounded(record_.fields[static_cast<std::size_t>(field_)], text, size, max_field_size);
     }
 }
 

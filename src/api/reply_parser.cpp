@@ -13,32 +13,14 @@
 #include "euphoria/api/error.hpp"
 #include "euphoria/api/libxml_init.hpp"
 #include "sax_bridge.hpp"
+#include "xml_text.hpp"
 
 namespace euphoria::api {
 
 namespace {
 
-// A libxml2 message can quote names from the reply; keep ours readable.
-constexpr std::size_t max_quoted_message = 200;
-// libxml2 fails ("Huge input lookup") once 10 MB of its buffer lies behind or ahead of
-// its cursor without XML_PARSE_HUGE, and it only trims the buffer between calls:
-// handing it bounded pieces keeps a long text node within that limit.
-constexpr std::size_t max_piece = std::size_t{1} << 20;
-
 ApiError malformed(std::string_view what) {
     return ApiError(EIO, ErrorKind::malformed, "malformed reply: " + std::string(what));
-}
-
-std::string_view trim_xml_space(std::string_view text) {
-    constexpr std::string_view space = " \t\r\n";
-    const auto first = text.find_first_not_of(space);
-    if (first == std::string_view::npos) return {};
-    return text.substr(first, text.find_last_not_of(space) - first + 1);
-}
-
-void append_bounded(std::string& field, const char* text, std::size_t size) {
-    constexpr std::size_t limit = ReplyParser::max_field_size;
-    field.append(text, std::min(size, limit - std::min(field.size(), limit)));
 }
 
 int clamp_to_int(std::uint64_t value) {
@@ -73,7 +55,7 @@ void ReplyParser::feed(const char* data, std::size_t size) {
     bytes_fed_ += size;
     try {
         while (size > 0) {
-            const std::size_t piece = std::min(size, max_piece);
+            const std::size_t piece = std::min(size, xml_max_piece);
             const std::size_t taken = bypass_libxml(data, piece);
             if (taken < piece) parse(data + taken, piece - taken, false);
             data += piece;
@@ -265,10 +247,10 @@ void ReplyParser::on_text(const char* text, std::size_t size) {
         decoder_.feed(text, size);
         break;
     case Field::error:
-        append_bounded(error_text_, text, size);
+        append_bounded(error_text_, text, size, max_field_size);
         break;
     case Field::file_name:
-        append_bounded(file_name_, text, size);
+        append_bounded(file_name_, text, size, max_field_size);
         break;
     case Field::none:
         break;
@@ -276,9 +258,7 @@ void ReplyParser::on_text(const char* text, std::size_t size) {
 }
 
 void ReplyParser::on_error(const char* message, int line, int column) {
-    std::string_view text = trim_xml_space(message);
-    if (text.size() > max_quoted_message) text = text.substr(0, max_quoted_message);
-    throw malformed(std::string(text) + " (line " + std::to_string(line) + ", column " +
+    throw malformed(quoted_xml_error(message) + " (line " + std::to_string(line) + ", column " +
                     std::to_string(column) + ")");
 }
 
