@@ -33,6 +33,31 @@ bool valid(int y, int mo, int d, int h, int mi, int sec) {
     return civil_from_days(days).day == static_cast<unsigned>(d);
 }
 
+struct TimeOfDay {
+    int hour = 0;
+    int minute = 0;
+    int second = 0;
+    bool has_seconds = false;
+};
+
+// H:MM or H:MM:SS, with `hour_digits` or 2 digits in the hour.
+std::optional<TimeOfDay> time_of_day(Cursor& c, std::size_t hour_digits) {
+    TimeOfDay t;
+    const auto h = c.number(hour_digits, 2);
+    if (!h || !c.take(':')) return std::nullopt;
+    const auto mi = c.number(2, 2);
+    if (!mi) return std::nullopt;
+    t.hour = *h;
+    t.minute = *mi;
+    if (c.take(':')) {
+        const auto s = c.number(2, 2);
+        if (!s) return std::nullopt;
+        t.second = *s;
+        t.has_seconds = true;
+    }
+    return t;
+}
+
 Seconds combine(int y, int mo, int d, int h, int mi, int sec) {
     return days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 +
            Seconds{h} * 3600 + Seconds{mi} * 60 + sec;
@@ -46,22 +71,14 @@ std::optional<DateStamp> iso(std::string_view text) {
     if (!mo || !c.take('-')) return std::nullopt;
     const auto d = c.number(2, 2);
     if (!d || !(c.take('T') || c.take(' '))) return std::nullopt;
-    const auto h = c.number(2, 2);
-    if (!h || !c.take(':')) return std::nullopt;
-    const auto mi = c.number(2, 2);
-    if (!mi) return std::nullopt;
-    int sec = 0;
-    if (c.take(':')) {
-        const auto s = c.number(2, 2);
-        if (!s) return std::nullopt;
-        sec = *s;
-        if (c.take('.') || c.take(',')) {
-            if (!c.number(1, 9)) return std::nullopt;
-            while (!c.done() && std::isdigit(static_cast<unsigned char>(c.s[c.i]))) ++c.i;
-        }
+    const auto t = time_of_day(c, 2);
+    if (!t) return std::nullopt;
+    if (t->has_seconds && (c.take('.') || c.take(','))) {
+        if (!c.number(1, 9)) return std::nullopt;
+        while (!c.done() && std::isdigit(static_cast<unsigned char>(c.s[c.i]))) ++c.i;
     }
-    if (!valid(*y, *mo, *d, *h, *mi, sec)) return std::nullopt;
-    DateStamp out{combine(*y, *mo, *d, *h, *mi, sec), std::nullopt};
+    if (!valid(*y, *mo, *d, t->hour, t->minute, t->second)) return std::nullopt;
+    DateStamp out{combine(*y, *mo, *d, t->hour, t->minute, t->second), std::nullopt};
     if (c.done()) return out;
     if (c.take('Z')) {
         out.offset = 0;
@@ -93,19 +110,10 @@ std::optional<DateStamp> us(std::string_view text) {
     if (!d || !c.take('/')) return std::nullopt;
     const auto y = c.number(4, 4);
     if (!y || !c.take(' ')) return std::nullopt;
-    auto h = c.number(1, 2);
-    if (!h || !c.take(':')) return std::nullopt;
-    const auto mi = c.number(2, 2);
-    if (!mi) return std::nullopt;
-    int sec = 0;
-    if (c.take(':')) {
-        const auto s = c.number(2, 2);
-        if (!s) return std::nullopt;
-        sec = *s;
-    }
-    if (!c.take(' ')) return std::nullopt;
+    const auto t = time_of_day(c, 1);
+    if (!t || !c.take(' ')) return std::nullopt;
     const auto rest = text.substr(c.i);
-    int hour = *h;
+    int hour = t->hour;
     if (hour < 1 || hour > 12) return std::nullopt;
     if (rest == "AM" || rest == "am") {
         if (hour == 12) hour = 0;
@@ -114,8 +122,8 @@ std::optional<DateStamp> us(std::string_view text) {
     } else {
         return std::nullopt;
     }
-    if (!valid(*y, *mo, *d, hour, *mi, sec)) return std::nullopt;
-    return DateStamp{combine(*y, *mo, *d, hour, *mi, sec), std::nullopt};
+    if (!valid(*y, *mo, *d, hour, t->minute, t->second)) return std::nullopt;
+    return DateStamp{combine(*y, *mo, *d, hour, t->minute, t->second), std::nullopt};
 }
 
 }  // namespace
