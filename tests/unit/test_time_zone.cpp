@@ -176,9 +176,13 @@ TEST_CASE("DateStamps in ISO 8601 and the US format") {
     CHECK(at("10/23/2020 4:10:21 PM", utc) == 1603469421);
     CHECK(at("10/23/2020 12:00:00 AM", utc) == 1603411200);
     CHECK(at("10/23/2020 12:00:00 PM", utc) == 1603454400);
+    // Seconds may be left out in both forms.
+    CHECK(at("2020-10-23T16:10", utc) == 1603469400);
+    CHECK(at("10/23/2020 4:10 PM", utc) == 1603469400);
     for (const char* bad : {"", "2020-10-23", "2020-02-30 10:00:00", "13/01/2020 1:00:00 PM",
                             "10/23/2020 13:00:00 PM", "2020-10-23T16:10:21+15:00", "yesterday",
-                            "2020-10-23T16:10:21 junk"}) {
+                            "2020-10-23T16:10:21 junk", "2020-10-23T16:10.5",
+                            "10/23/2020 4:1 PM", "2020-10-23T6:10:21"}) {
         INFO(bad);
         CHECK_FALSE(core::parse_date_stamp(bad));
     }
