@@ -20,30 +20,13 @@ minimum=1   # below this ReplyParser would be the bottleneck base64 -d is not
 
 if ((runs < 5)); then runs=5; fi
 
-bench=${PARSE_BENCH:-}
-if [[ -z $bench ]]; then
-    here=$(cd "$(dirname "$0")" && pwd)
-    for candidate in ./tests/bench/parse_bench ./parse_bench \
-        "$here/../../build/tests/bench/parse_bench"; do
-        if [[ -x $candidate ]]; then bench=$candidate; break; fi
-    done
-fi
-if [[ -z $bench || ! -x $bench ]]; then
-    echo "run_parse_bench.sh: parse_bench not found; set PARSE_BENCH" >&2
-    exit 2
-fi
-for tool in base64 jq awk date; do
-    command -v "$tool" > /dev/null || { echo "run_parse_bench.sh: needs $tool" >&2; exit 2; }
-done
+script=run_parse_bench.sh
+source "$(dirname "$0")/bench_lib.sh"
+find_bench parse_bench PARSE_BENCH
+need_tools base64 jq awk date
 
 mkdir -p "$out_dir"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
-median() {
-    sort -g | awk '{ v[NR] = $1 }
-        END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
+make_work_dir
 
 results=()
 for shape in unwrapped crlf76; do

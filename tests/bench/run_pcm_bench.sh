@@ -22,29 +22,13 @@ target=1.0  # time of ours / time of sox: the view must decode no slower than so
 
 if ((runs < 5)); then runs=5; fi
 
-bench=${PCM_BENCH:-}
-if [[ -z $bench ]]; then
-    here=$(cd "$(dirname "$0")" && pwd)
-    for candidate in ./tests/bench/pcm_bench ./pcm_bench "$here/../../build/tests/bench/pcm_bench"; do
-        if [[ -x $candidate ]]; then bench=$candidate; break; fi
-    done
-fi
-if [[ -z $bench || ! -x $bench ]]; then
-    echo "run_pcm_bench.sh: pcm_bench not found; set PCM_BENCH" >&2
-    exit 2
-fi
-for tool in sox soxi espeak-ng jq awk date cmp tail stat; do
-    command -v "$tool" > /dev/null || { echo "run_pcm_bench.sh: needs $tool" >&2; exit 2; }
-done
+script=run_pcm_bench.sh
+source "$(dirname "$0")/bench_lib.sh"
+find_bench pcm_bench PCM_BENCH
+need_tools sox soxi espeak-ng jq awk date cmp tail stat
 
 mkdir -p "$out_dir"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
-median() {
-    sort -g | awk '{ v[NR] = $1 }
-        END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
+make_work_dir
 
 seconds_of() {  # COMMAND...: its wall time in seconds, its stdout to /dev/null
     local start end
