@@ -25,14 +25,7 @@ Ino InodeTable::acquire(const std::string& name, const CachedRecording& recordin
         node->info.size = size;
         node->info.mtime = recording.mtime;
         by_name_[name] = ino;
-        if (!lookup) {
-            unreferenced_.push_back(ino);
-            while (unreferenced_.size() > max_unreferenced) {
-                const Ino old = unreferenced_.front();
-                unreferenced_.pop_front();
-                if (auto it = nodes_.find(old); it != nodes_.end() && it->second.lookups == 0) erase(old);
-            }
-        }
+        if (!lookup) add_unreferenced(ino);
     }
     node->info.expires_at = recording.expires_at;
     if (lookup) {
@@ -76,20 +69,22 @@ Ino InodeTable::acquire_listed(const std::string& name, std::uint64_t size,
         node->info = InodeInfo{name, size, mtime, expires_at, true};
         node->listed_size = size;
         by_name_[name] = ino;
-        if (!lookup) {
-            unreferenced_.push_back(ino);
-            while (unreferenced_.size() > max_unreferenced) {
-                const Ino old = unreferenced_.front();
-                unreferenced_.pop_front();
-                if (auto it = nodes_.find(old); it != nodes_.end() && it->second.lookups == 0) erase(old);
-            }
-        }
+        if (!lookup) add_unreferenced(ino);
     }
     if (lookup) {
         ++node->lookups;
         node->forgotten = false;
     }
     return ino;
+}
+
+void InodeTable::add_unreferenced(Ino ino) {
+    unreferenced_.push_back(ino);
+    while (unreferenced_.size() > max_unreferenced) {
+        const Ino old = unreferenced_.front();
+        unreferenced_.pop_front();
+        if (auto it = nodes_.find(old); it != nodes_.end() && it->second.lookups == 0) erase(old);
+    }
 }
 
 void InodeTable::unpin_expired(Clock::time_point now) {

@@ -108,6 +108,9 @@ private:
     };
     std::optional<CachedRecording> pinned(const Node& node, Clock::time_point now) const;
     void erase(Ino ino);                    // requires mutex_
+    // A node made without a lookup: queued, and the oldest such past the bound that
+    // the kernel never looked up goes.
+    void add_unreferenced(Ino ino);         // requires mutex_
     void unpin_expired(Clock::time_point now);  // requires mutex_
 
     // Guards everything below. Leaf lock.
