@@ -189,6 +189,7 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
             if (!cfg.redis.empty()) {
                 core::redis::SharedBudgetConfig rc_config;
                 rc_config.address = core::redis::parse_address(cfg.redis);
+                rc_config.address.ca_file = cfg.cafile;  // trusted for rediss:// as for the API
                 rc_config.password = std::move(redis_password);
                 rc_config.tenant = cfg.tenant;
                 rc_config.max_concurrent = cfg.max_concurrent;

@@ -60,7 +60,7 @@ po::options_description mount_options() {
         ("listing-page", po::value<unsigned>(), "records asked for per listing call, 1 to 10000 (default 500)")
         ("verify", po::value<std::string>(), "md5: a download whose MD5 is not the listing's is EIO (default: logged and counted only)")
         ("nolisting", "no day folders and no by-id: only names already known can be read")
-        ("redis", po::value<std::string>(), "share the tenant's call budget with other mounts through Redis: redis://host[:port][/db] or unix:///path (no password: redis_password= in the credentials file)")
+        ("redis", po::value<std::string>(), "share the tenant's call budget with other mounts through Redis: redis://host[:port][/db], rediss://host[:port][/db] (TLS, where hiredis has it) or unix:///path (no password: redis_password= in the credentials file)")
         ("redis-fallback", po::value<unsigned>(), "calls in flight while Redis is unreachable, 1 to 3 (default 1)")
         ("redis-lease", po::value<unsigned>(), "seconds a shared-budget lease lasts unless renewed, 3 to 300 (default 15)");
     return d;

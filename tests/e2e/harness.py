@@ -10,6 +10,7 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -449,19 +450,29 @@ class Redis:
     """redis-server on 127.0.0.1, no persistence; kill() is an outage, start() ends it
     on the same port."""
 
-    def __init__(self):
+    def __init__(self, tls=None, bind="127.0.0.1"):
+        """tls: (cert, key, ca) files, for a server that speaks TLS only (rediss://);
+        bind: the addresses it listens on, space-separated."""
         self.port = free_port()
+        self.bind = bind
         self.dir = tempfile.mkdtemp(prefix="euphoria-redis-")
+        self.tls = tls
         self.proc = None
         self.start()
 
     @property
     def url(self):
-        return "redis://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % ("rediss" if self.tls else "redis", self.port)
 
     def start(self):
+        if self.tls:
+            cert, key, ca = self.tls
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert,
+                      "--tls-key-file", key, "--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]
+        else:
+            listen = ["--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+            [shutil.which("redis-server"), *listen, "--bind", *self.bind.split(),
              "--save", "", "--appendonly", "no", "--dir", self.dir, "--loglevel", "warning"],
             stdout=subprocess.DEVNULL)
         wait_until(self.answers, 30, "redis-server to answer")
@@ -474,7 +485,11 @@ class Redis:
 
     def command(self, *args):
         """One command, RESP by hand: enough for PING and counters."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        if self.tls:
+            s = ssl.create_default_context(cafile=self.tls[2]).wrap_socket(
+                s, server_hostname="127.0.0.1")
+        with s:
             req = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
             s.sendall(req.encode())
             return s.recv(65536).decode(errors="replace").split("\r\n")[0]
@@ -482,7 +497,8 @@ class Redis:
     def dump(self):
         """{key: its whole value as text}, for every key (redis-cli, from redis-tools)."""
         def cli(*args):
-            return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+            tls = ["--tls", "--cacert", self.tls[2]] if self.tls else []
+            return subprocess.run(["redis-cli", "-p", str(self.port), *tls, *args], capture_output=True,
                                   text=True, errors="replace", check=True, timeout=30).stdout
         out = {}
         for key in cli("--scan").split():

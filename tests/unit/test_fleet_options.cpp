@@ -6,6 +6,8 @@
 #include "euphoria/cli/options.hpp"
 #include "euphoria/core/redis/address.hpp"
 
+#include <hiredis/hiredis.h>  // HIREDIS_MAJOR: which hiredis the build found
+
 using namespace euphoria;
 using core::redis::parse_address;
 
@@ -68,8 +70,6 @@ TEST_CASE("redis options: defaults, ranges, and no secret on the command line", 
     CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=redis://:pw@r1"}), Catch::Contains("refused"));
     CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis_password=pw"}),
                Catch::Contains("refused") && Catch::Contains("credentials file"));
-    CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=rediss://r1:6380"}),
-               Catch::Contains("this build has no TLS for Redis"));
     CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=redis://r1,redis_fallback=0"}),
                Catch::Contains("redis-fallback"));
     CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=redis://r1,redis_lease=2"}),
@@ -77,7 +77,25 @@ TEST_CASE("redis options: defaults, ranges, and no secret on the command line", 
     // The shared cache is not built yet: refused, never silently ignored.
     CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=redis://r1,redis_cache"}),
                Catch::Contains("unknown option redis_cache"));
-    CHECK_FALSE(core::redis::tls_supported());
+}
+
+TEST_CASE("options: rediss:// where hiredis has TLS, refused with the reason where not", "[cli][fleet]") {
+    // Debian's hiredis 1.x ships libhiredis_ssl, and the build must find it; 0.14 has none.
+    CHECK(core::redis::tls_supported() == (HIREDIS_MAJOR >= 1));
+    if (core::redis::tls_supported()) {
+        auto p = parse({"acme", "/mnt", "-o", "redis=rediss://r1:6380/2"});
+        CHECK(p.config.redis == "rediss://r1:6380/2");
+        const auto a = core::redis::parse_address(p.config.redis);
+        CHECK(a.tls);
+        CHECK(a.host == "r1");
+        CHECK(a.port == 6380);
+        CHECK(a.db == 2);
+        CHECK(a.describe() == "rediss://r1:6380/2");
+        CHECK_FALSE(core::redis::parse_address("redis://r1").tls);
+    } else {
+        CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=rediss://r1:6380"}),
+                   Catch::Contains("this build has no TLS for Redis"));
+    }
 }
 
 TEST_CASE("credentials: redis_password= is read, and kept a secret", "[cli][fleet]") {

@@ -21,14 +21,18 @@ unsigned parse_number(const std::string& text, unsigned max, const std::string& 
 }  // namespace
 
 bool tls_supported() noexcept {
-    // Debian 12's hiredis 0.14 has no TLS at all; 1.x's libhiredis_ssl is not linked
-    // (nor tested) by this build, so neither may carry the tenant's traffic.
+    // Debian 12's hiredis 0.14 has no TLS at all; 1.x ships libhiredis_ssl, which the
+    // build links when it finds it.
+#ifdef EUPHORIA_REDIS_TLS
+    return true;
+#else
     return false;
+#endif
 }
 
 std::string Address::describe() const {
     if (is_unix()) return "unix://" + unix_path + (db ? " db " + std::to_string(db) : "");
-    return "redis://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+    return std::string(tls ? "rediss://" : "redis://") + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
            std::to_string(port) + "/" + std::to_string(db);
 }
 
@@ -48,6 +52,7 @@ Address parse_address(const std::string& url) {
                 "Redis (its hiredis has no TLS support); use redis:// on a trusted network or a "
                 "unix:/// socket, or a TLS tunnel such as stunnel");
         }
+        a.tls = true;
     } else if (scheme != "redis" && scheme != "unix") {
         throw std::invalid_argument("option redis: unknown scheme '" + scheme +
                                     "' (redis://, unix:///)");

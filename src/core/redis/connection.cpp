@@ -6,6 +6,8 @@
 
 #include <cerrno>
 
+#include "tls.hpp"
+
 namespace euphoria::core::redis {
 
 namespace {
@@ -83,6 +85,8 @@ Connection::Connection(const Address& address, const api::Secret& password,
     context_.reset(c);
     if (!c || c->err) throw ConnectionError(context_error(c, "cannot connect to " + address.describe()));
     if (redisSetTimeout(c, tv) != REDIS_OK) throw ConnectionError(context_error(c, "Redis timeout"));
+    // After the timeout, which bounds the handshake too.
+    if (address.tls) start_tls(*c, address);
     if (!password.empty()) command({"AUTH", password.reveal()});
     if (address.db) {
         const std::string db = std::to_string(address.db);

@@ -25,10 +25,10 @@ SharedBudget::SharedBudget(SharedBudgetConfig config, Stats& stats, Logger& logg
     stats_.redis_connected.store(0);
     stats_.shared_budget.store(config_.max_concurrent);
     // A wrong password throws (ReplyError) out of here: the mount fails with it.
-    reconnect();
-    if (!connected_) {
+    std::string why;
+    if (!reconnect(&why)) {
         logger_.log(LogLevel::warning, "Redis at " + config_.address.describe() +
-                                           " is unreachable: working on a local share of " +
+                                           " is unreachable (" + why + "): working on a local share of " +
                                            std::to_string(config_.fallback) +
                                            " call(s) until it answers");
     }
@@ -73,7 +73,7 @@ void SharedBudget::lost(const std::string& why) {
     cv_.notify_all();
 }
 
-bool SharedBudget::reconnect() {
+bool SharedBudget::reconnect(std::string* why) {
     std::optional<Connection> command;
     std::optional<Connection> subscriber;
     try {
@@ -81,7 +81,8 @@ bool SharedBudget::reconnect() {
         subscriber.emplace(config_.address, config_.password, config_.timeout);
         // Subscribed before any lease is asked for: no release goes unheard.
         subscriber->command({"SUBSCRIBE", keys_.channel});
-    } catch (const ConnectionError&) {
+    } catch (const ConnectionError& e) {
+        if (why) *why = e.what();
         return false;
     }
     subscriber_ = std::move(subscriber);

@@ -80,7 +80,7 @@ private:
     bool with_redis(F&& f);
     void lost(const std::string& why);  // requires command_mutex_
     void renew_all();
-    bool reconnect();
+    bool reconnect(std::string* why = nullptr);  // `why` it failed, for the log
     std::optional<CallPass> try_fallback();
 
     const SharedBudgetConfig config_;
