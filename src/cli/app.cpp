@@ -147,6 +147,44 @@ std::string join_flags(const std::vector<std::string>& flags) {
     return out;
 }
 
+// The fleet's shared budget, or a Fatal that says why not (a wrong password).
+void join_fleet(std::optional<core::redis::SharedBudget>& shared, const MountConfig& cfg,
+                api::Secret password, core::Stats& stats, core::Logger& logger) {
+    core::redis::SharedBudgetConfig config;
+    config.address = core::redis::parse_address(cfg.redis);
+    config.address.ca_file = cfg.cafile;  // trusted for rediss:// as for the API
+    config.password = std::move(password);
+    config.tenant = cfg.tenant;
+    config.max_concurrent = cfg.max_concurrent;
+    config.fallback = cfg.redis_fallback;
+    config.times.lease = std::chrono::seconds(cfg.redis_lease);
+    try {
+        shared.emplace(std::move(config), stats, logger);
+    } catch (const std::exception& e) {
+        throw Fatal{exit_mount_failure, "Redis at " + cfg.redis + ": " + e.what()};
+    }
+}
+
+// The start-up probe is an API call like any other: in a fleet it waits for a lease,
+// or a fleet booting at once would spend the tenant's slots on probes. The budget
+// lives only for the probe, as its threads would not survive the daemon's fork.
+void probe_in_turn(api::Client& client, const MountConfig& cfg, const api::Secret& redis_password) {
+    if (cfg.redis.empty()) {
+        probe(client, cfg.endpoint);
+        return;
+    }
+    StderrLogger logger(cfg.debug || cfg.verbose);  // still on the terminal
+    core::Stats stats;
+    std::optional<core::redis::SharedBudget> shared;
+    {
+        SignalsBlocked blocked;
+        join_fleet(shared, cfg, redis_password, stats, logger);
+    }
+    api::CancelToken cancel;
+    const core::CallPass pass = shared->enter(cancel);
+    probe(client, cfg.endpoint);
+}
+
 int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& cache_dir,
           const std::optional<core::TimeZone>& zone, std::optional<Daemon>& daemon,
           api::Secret redis_password) {
@@ -186,21 +224,7 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
             // Its threads take no signals: SIGTERM must reach the thread that runs the
             // FUSE loop, whose handler ends it.
             SignalsBlocked blocked;
-            if (!cfg.redis.empty()) {
-                core::redis::SharedBudgetConfig rc_config;
-                rc_config.address = core::redis::parse_address(cfg.redis);
-                rc_config.address.ca_file = cfg.cafile;  // trusted for rediss:// as for the API
-                rc_config.password = std::move(redis_password);
-                rc_config.tenant = cfg.tenant;
-                rc_config.max_concurrent = cfg.max_concurrent;
-                rc_config.fallback = cfg.redis_fallback;
-                rc_config.times.lease = std::chrono::seconds(cfg.redis_lease);
-                try {
-                    shared.emplace(std::move(rc_config), stats, *logger);
-                } catch (const std::exception& e) {
-                    throw Fatal{exit_mount_failure, "Redis at " + cfg.redis + ": " + e.what()};
-                }
-            }
+            if (!cfg.redis.empty()) join_fleet(shared, cfg, std::move(redis_password), stats, *logger);
             fetcher.emplace(client, cache, clock, stats, *logger, fc, core::default_jitter(),
                             shared ? &*shared : nullptr);
         }
@@ -306,7 +330,7 @@ int run(int argc, const char* const* argv) {
         const std::string cache_dir = cfg.cache_dir.empty() ? default_cache_dir(cfg.tenant) : cfg.cache_dir;
 
         api::CurlClient client(std::move(client_config));
-        if (!cfg.nocheck) probe(client, cfg.endpoint);
+        if (!cfg.nocheck) probe_in_turn(client, cfg, redis_password);
         if (cfg.fake) {
             if (cfg.verbose) std::cerr << "mount.euphoria: all checks passed; -f: not mounting\n";
             return exit_ok;

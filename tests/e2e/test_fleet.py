@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 
@@ -239,6 +240,43 @@ class FleetTest(harness.E2ETestCase):
         self.assertEqual(a.counter("redis_fallback_calls") + b.counter("redis_fallback_calls"), before)
         # Two mounts on their fallback share would take 12 latencies; shared, 8.
         self.assertLessEqual(wall, 8 * 0.3 * 1.6 + 1.0)
+
+
+    # e ---------------------------------------------------------------------------
+    def test_e_the_start_up_probe_waits_for_a_lease(self):
+        # A foreign client holds all three slots, with leases a minute long in Redis's
+        # own clock. A mount's probe is an API call too: it must wait its turn.
+        def cli(*args):
+            return subprocess.run(["redis-cli", "-p", str(self.redis.port), *args],
+                                  capture_output=True, text=True, check=True, timeout=30).stdout
+        now_ms = int(cli("TIME").split()[0]) * 1000
+        holders = "euphoriafs:{%s}:holders" % harness.TENANT
+        for i in range(3):
+            cli("ZADD", holders, str(now_ms + 60_000), "foreign-%d" % i)
+        self.mock.reset()
+        mounted = {}
+
+        def mount():
+            try:
+                # Not self.mount(), which resets the mock's counters after mounting.
+                mounted["m"] = harness.Mount(self.mock, ("redis=" + self.redis.url, "nolisting"))
+                self.mounts.append(mounted["m"])
+            except Exception as e:  # noqa: BLE001 (reported by the test below)
+                mounted["error"] = e
+
+        t = threading.Thread(target=mount, daemon=True)
+        t.start()
+        t.join(2.0)
+        self.assertTrue(t.is_alive(), "the mount did not wait for a slot: %r" % mounted)
+        self.assertEqual(self.mock.stats()["total_calls"], 0, "the probe called without a lease")
+        cli("DEL", holders)
+        t.join(30)
+        self.assertFalse(t.is_alive(), "the mount never started after the slots came free")
+        self.assertNotIn("error", mounted)
+        self.assertEqual(self.mock.stats()["total_calls"], 1)
+        probes = [n for n in self.mock.stats()["calls"] if n.startswith("euphoriafs-probe-")]
+        self.assertEqual(len(probes), 1, self.mock.stats()["calls"])
+        self.assertEqual(mounted["m"].counter("redis_fallback_calls"), 0)
 
 
 if __name__ == "__main__":
