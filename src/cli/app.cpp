@@ -158,6 +158,7 @@ void join_fleet(std::optional<core::redis::SharedBudget>& shared, const MountCon
     config.max_concurrent = cfg.max_concurrent;
     config.fallback = cfg.redis_fallback;
     config.times.lease = std::chrono::seconds(cfg.redis_lease);
+    config.wait_limit = std::chrono::seconds(cfg.busy_timeout);
     try {
         shared.emplace(std::move(config), stats, logger);
     } catch (const std::exception& e) {
@@ -181,7 +182,15 @@ void probe_in_turn(api::Client& client, const MountConfig& cfg, const api::Secre
         join_fleet(shared, cfg, redis_password, stats, logger);
     }
     api::CancelToken cancel;
-    const core::CallPass pass = shared->enter(cancel);
+    core::CallPass pass;
+    try {
+        pass = shared->enter(cancel);
+    } catch (const api::ApiError& e) {
+        // A fleet busy for busy_timeout says nothing about this mount's key: mount,
+        // unchecked, rather than fail a boot for it.
+        logger.log(core::LogLevel::warning, std::string(e.what()) + ": start-up check skipped");
+        return;
+    }
     probe(client, cfg.endpoint);
 }
 

@@ -45,6 +45,22 @@ FetchResult failure(int err, std::string message) {
 // a failure of this call, and must not use up its retries.
 struct TenantFull {};
 
+// The gate (a fleet's shared budget) stayed shut for busy_timeout: the readers'
+// patience is spent, so neither a retry nor a requeue, but EAGAIN. Not an ApiError,
+// which run_with_retries would retry.
+struct GateShut {
+    std::string why;
+};
+
+CallPass enter_gate(CallGate& gate, api::CancelToken& cancel) {
+    try {
+        return gate.enter(cancel);
+    } catch (const api::ApiError& e) {
+        if (e.kind() == api::ErrorKind::busy) throw GateShut{e.what()};
+        throw;
+    }
+}
+
 // Kinds that the API itself answered: the call had a slot.
 bool admitted_by(api::ErrorKind kind) {
     switch (kind) {
@@ -676,7 +692,7 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
             [&] {
                 {
                     // On this Fetcher thread, never a FUSE one: it may wait for the fleet.
-                    CallPass pass = gate_.enter(job.cancel);
+                    CallPass pass = enter_gate(gate_, job.cancel);
                     stats_.upstream_calls.fetch_add(1, std::memory_order_relaxed);
                     call_through(pass, [&] { client_.download(job.name, sink, job.cancel); });
                 }
@@ -739,6 +755,12 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
         logger_.log(LogLevel::info, "call for " + job.name + ": the tenant is full (" +
                                         "Concurrent API Calls Exceeded); waiting");
         return Outcome::busy;
+    } catch (const GateShut& shut) {
+        unpublish(job, builder, EIO);
+        logger_.log(LogLevel::warning, "fetched " + job.name + ": 0 bytes in " + elapsed_ms() +
+                                           ", EAGAIN: " + shut.why);
+        out = failure(EAGAIN, shut.why);
+        return Outcome::finished;
     } catch (const api::ApiError& e) {
         int err = e.error_number();
         // A fault of ours (the cache folder, the disk) is no answer about the
@@ -778,7 +800,7 @@ Fetcher::Outcome Fetcher::run_call(Job& job, FetchResult& out, bool& admitted) {
             run_with_retries(
                 f_.config_.retry, f_.clock_, f_.jitter_, job_.cancel,
                 [&] {
-                    CallPass pass = f_.gate_.enter(job_.cancel);
+                    CallPass pass = enter_gate(f_.gate_, job_.cancel);
                     f_.stats_.upstream_calls.fetch_add(1, std::memory_order_relaxed);
                     call_through(pass, attempt);
                 },
@@ -806,6 +828,9 @@ Fetcher::Outcome Fetcher::run_call(Job& job, FetchResult& out, bool& admitted) {
         logger_.log(LogLevel::info, "call for " + job.name.substr(1) +
                                         ": the tenant is full (Concurrent API Calls Exceeded); waiting");
         return Outcome::busy;
+    } catch (const GateShut& shut) {
+        out = failure(EAGAIN, shut.why);
+        return Outcome::finished;
     } catch (const api::ApiError& e) {
         int err = e.error_number();
         if (e.kind() == api::ErrorKind::local && err != ENOSPC) err = EIO;

@@ -279,5 +279,29 @@ class FleetTest(harness.E2ETestCase):
         self.assertEqual(mounted["m"].counter("redis_fallback_calls"), 0)
 
 
+    # f ---------------------------------------------------------------------------
+    def test_f_a_fleet_busy_past_busy_timeout_is_eagain(self):
+        self.names("patience", 1)
+        m = self.fleet_mount("busy_timeout=2")
+        holders = "euphoriafs:{%s}:holders" % harness.TENANT
+        out = subprocess.run(["redis-cli", "-p", str(self.redis.port), "TIME"],
+                             capture_output=True, text=True, check=True, timeout=30).stdout
+        now_ms = int(out.split()[0]) * 1000
+        for i in range(3):
+            self.redis.command("ZADD", holders, str(now_ms + 60_000), "foreign-%d" % i)
+        began = time.monotonic()
+        err = harness.errno_of(os.stat, m.path("patience-000.WAV"))
+        took = time.monotonic() - began
+        print("a fleet busy for good: EAGAIN after %.2f s (busy_timeout=2)" % took)
+        self.assertEqual(err, errno.EAGAIN)
+        self.assertGreaterEqual(took, 2.0)
+        self.assertEqual(self.mock.stats()["total_calls"], 0)
+        self.assertEqual(m.counter("errors_eagain"), 1)
+        # Not cached as an answer: with the slots free, the name is fetched.
+        self.redis.command("DEL", holders)
+        with open(m.path("patience-000.WAV"), "rb") as f:
+            self.assertEqual(f.read(), self.mock.raw("patience-000.WAV"))
+
+
 if __name__ == "__main__":
     harness.main()

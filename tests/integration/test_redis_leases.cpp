@@ -298,6 +298,40 @@ TEST_CASE("shared budget: a fourth call waits for a release, across two mounts",
     }
 }
 
+TEST_CASE("shared budget: a waiter past busy_timeout gives up with EAGAIN, and its place", "[redis]") {
+    if (!have_redis()) return;
+    test::RedisServer server;
+    core::Stats stats;
+    Counting log;
+    auto cfg = budget_config(server);
+    cfg.wait_limit = 300ms;
+    core::redis::SharedBudget host(cfg, stats, log);
+    REQUIRE(host.connected());
+    api::CancelToken cancel;
+    std::vector<core::CallPass> passes;
+    for (int i = 0; i < 3; ++i) passes.push_back(host.enter(cancel));
+    const auto began = std::chrono::steady_clock::now();
+    auto fourth = std::async(std::launch::async, [&] { return host.enter(cancel); });
+    REQUIRE(fourth.wait_for(20s) == std::future_status::ready);
+    try {
+        fourth.get();
+        FAIL("expected EAGAIN");
+    } catch (const api::ApiError& e) {
+        CHECK(e.error_number() == EAGAIN);
+        CHECK(e.kind() == api::ErrorKind::busy);
+        CHECK_THAT(std::string(e.what()), Catch::Contains("busy_timeout (300 ms)"));
+    }
+    CHECK(std::chrono::steady_clock::now() - began >= 300ms);
+    CHECK(stats.lease_waits == 1);
+    Connection c(server.address(), api::Secret(), 1000ms);
+    CHECK(c.command({"ZCARD", LeaseKeys::for_tenant("demo").queue}).as_integer() == 0);
+    // A free slot is taken at once, limit or not.
+    passes.pop_back();
+    REQUIRE(eventually([&] { return c.command({"ZCARD", LeaseKeys::for_tenant("demo").holders}).as_integer() == 2; }));
+    auto again = host.enter(cancel);
+    CHECK(stats.lease_waits == 1);
+}
+
 TEST_CASE("shared budget: unreachable at mount, then joins", "[redis]") {
     if (!have_redis()) return;
     test::RedisServer server;

@@ -27,8 +27,12 @@ public:
         std::unique_lock lock(m_);
         ++waiting_;
         cv_.notify_all();
-        cv_.wait(lock, [&] { return open_ || cancel.cancelled(); });
+        cv_.wait(lock, [&] { return open_ || shut_ || cancel.cancelled(); });
         --waiting_;
+        if (!open_ && shut_) {
+            ++refused_;
+            throw api::ApiError(EAGAIN, api::ErrorKind::busy, "the fleet stayed busy");
+        }
         if (!open_) {
             ++cancelled_;
             throw api::ApiError(EINTR, api::ErrorKind::cancelled, "cancelled");
@@ -40,6 +44,17 @@ public:
         std::lock_guard lock(m_);
         open_ = open;
         cv_.notify_all();
+    }
+    // Closed for good: each enter() gives up at once, as at the end of its wait limit.
+    void shut() {
+        std::lock_guard lock(m_);
+        open_ = false;
+        shut_ = true;
+        cv_.notify_all();
+    }
+    int refused() {
+        std::lock_guard lock(m_);
+        return refused_;
     }
     int waiting() {
         std::lock_guard lock(m_);
@@ -66,7 +81,8 @@ private:
     std::mutex m_;
     std::condition_variable cv_;
     bool open_ = true;
-    int waiting_ = 0, entered_ = 0, cancelled_ = 0;
+    bool shut_ = false;
+    int waiting_ = 0, entered_ = 0, cancelled_ = 0, refused_ = 0;
     std::uint64_t next_ = 1;
     std::vector<core::CallVerdict> verdicts_;
 };
@@ -83,9 +99,9 @@ struct GatedRig {
     core::ContentCache cache{core::CacheLimits{}, memory, disk};
     std::unique_ptr<core::Fetcher> fetcher;
 
-    GatedRig() {
+    explicit GatedRig(unsigned retries = 0) {
         core::FetcherConfig config;
-        config.retry.retries = 0;
+        config.retry.retries = retries;
         config.interrupt_grace = 0ms;
         config.builder = {dir.path(), 256 << 10, memory, disk};
         fetcher = std::make_unique<core::Fetcher>(client, cache, clock, stats, logger, config,
@@ -134,5 +150,22 @@ TEST_CASE("a fetch never waits for the gate, and a cancelled job leaves it", "[c
     // The gate opens: the next fetch goes through.
     rig.gate.set_open(true);
     CHECK(rig.fetcher->get("slow", nullptr).error == 0);
+    CHECK(rig.client.total_calls() == 1);
+}
+
+TEST_CASE("a gate shut past its wait limit is EAGAIN, with no call and no retry", "[core][gate]") {
+    GatedRig rig(3);
+    rig.client.script("waits", {FakeReply::ok("w")});
+    rig.gate.shut();
+    const auto r = rig.fetcher->get("waits", nullptr);
+    CHECK(r.error == EAGAIN);
+    CHECK_THAT(r.message, Catch::Contains("the fleet stayed busy"));
+    CHECK(rig.gate.refused() == 1);  // the readers' patience is spent: not retried
+    CHECK(rig.stats.retries == 0);
+    CHECK(rig.stats.exceeded_replies == 0);  // no API reply said so
+    CHECK(rig.client.total_calls() == 0);
+    // Not cached as an answer: once the gate opens, the name is fetched.
+    rig.gate.set_open(true);
+    CHECK(rig.fetcher->get("waits", nullptr).error == 0);
     CHECK(rig.client.total_calls() == 1);
 }

@@ -52,7 +52,9 @@ class CallGate {
 public:
     virtual ~CallGate() = default;
     // Blocks until one more call may start. Throws a cancelled api::ApiError when
-    // `cancel` fires first. Never call it from a FUSE callback.
+    // `cancel` fires first, and a busy one (EAGAIN) when the gate stayed shut for its
+    // wait limit: the readers' patience (busy_timeout) is spent, so the Fetcher
+    // answers EAGAIN and does not retry. Never call it from a FUSE callback.
     virtual CallPass enter(api::CancelToken& cancel) = 0;
 
 protected:

@@ -116,6 +116,7 @@ CallPass SharedBudget::enter(api::CancelToken& cancel) {
     std::string ticket;
     std::uint64_t ticket_generation = 0;
     bool counted = false;
+    const auto began = Steady::now();
     auto give_up = [&] {
         if (!ticket.empty()) {
             with_redis([&](Connection& c, std::uint64_t generation) {
@@ -123,6 +124,10 @@ CallPass SharedBudget::enter(api::CancelToken& cancel) {
             });
         }
         return cancelled();
+    };
+    bool tried = false;  // a limit of 0 still gets one try
+    auto out_of_patience = [&] {
+        return tried && config_.wait_limit && Steady::now() - began >= *config_.wait_limit;
     };
     for (;;) {
         std::uint64_t seen = 0;
@@ -134,6 +139,13 @@ CallPass SharedBudget::enter(api::CancelToken& cancel) {
         }
         // Outside mutex_: giving the place back is a Redis command.
         if (stop) throw give_up();
+        if (out_of_patience()) {
+            give_up();
+            throw api::ApiError(EAGAIN, api::ErrorKind::busy,
+                                "the fleet's API slots stayed busy for busy_timeout (" +
+                                    std::to_string(config_.wait_limit->count()) + " ms)");
+        }
+        tried = true;
         if (connected_) {
             std::optional<Acquired> got;
             std::uint64_t got_generation = 0;

@@ -39,6 +39,9 @@ struct SharedBudgetConfig {
     unsigned max_concurrent = 3;
     unsigned fallback = 1;  // calls in flight while Redis is unreachable
     LeaseTimes times;
+    // How long enter() waits for a lease (or a fallback place) before it gives up
+    // with EAGAIN: the mount's busy_timeout (0: one try). None: until cancelled.
+    std::optional<std::chrono::milliseconds> wait_limit;
     // How often a waiter asks again when no wake-up came.
     std::chrono::milliseconds poll{250};
     // Connect and command timeout: a hung Redis costs a call this long, then fallback.
