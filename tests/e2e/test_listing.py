@@ -78,7 +78,8 @@ class ListingTest(harness.E2ETestCase):
 
     def test_nolisting_turns_day_folders_off(self):
         m = self.mount("nolisting")
-        self.assertEqual(os.listdir(m.dir), [])
+        self.assertEqual(os.listdir(m.dir), ["pcm"])  # the pcm/ view stays, without days
+        self.assertEqual(os.listdir(m.path("pcm")), [])
         # A day's name is then just a name, looked up as a recording.
         self.assertEqual(errno_of(os.stat, m.path("2020-10-23")), errno.ENOENT)
         self.assertEqual(self.mock.calls("2020-10-23"), 1)

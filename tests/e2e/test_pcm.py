@@ -281,6 +281,30 @@ class PcmViewTest(harness.E2ETestCase):
         self.assertTrue(harness.is_mounted(m.dir))
         self.assertEqual(len(read_file(m.path("pcm/" + self.name("broken-cut")))), 44 + 40 * 640)
 
+    def test_h_a_large_view_goes_to_the_disk_tier_and_its_original_stays_in_memory(self):
+        # mem_cache_size=8M: what passes 1 MiB goes to disk. The GSM original (about
+        # 0.3 MB) stays in memory; its view, ten times larger, goes to disk from its
+        # first byte.
+        speech = os.path.join(self.tmp, "large.wav")
+        subprocess.run(["espeak-ng", "-w", speech, " ".join([TEXT] * 20)], check=True, capture_output=True)
+        gsm = sox_to(speech, "gsm", os.path.join(self.tmp, "large-gsm.wav"))
+        self.assertLess(len(gsm), 1 << 20)
+        name = self.name("large")
+        self.mock.add(name, gsm)
+        m = self.mount("mem_cache_size=8M", "nopassthrough")
+        with open(m.path(name), "rb") as f:
+            self.assertEqual(f.read(), gsm)
+            self.assertIsNone(m.cache_file(), "the original went to disk")
+        with open(m.path("pcm/" + name), "rb") as f:
+            view = f.read()
+            self.assertGreater(len(view), 1 << 20)
+            fds = "/proc/%d/fd" % m.pid
+            held = [t for t in (os.readlink(os.path.join(fds, fd)) for fd in os.listdir(fds))
+                    if t.startswith(m.cache_dir + "/")]
+            self.assertEqual(len(held), 1, held)
+        self.check_view(view, gsm, "large")
+        self.assertEqual(self.mock.calls(name), 1)
+
     def test_g_nopcm_removes_the_view(self):
         name = self.name("nopcm")
         self.mock.add(name, self.originals["gsm"])
