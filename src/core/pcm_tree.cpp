@@ -54,6 +54,11 @@ WaitId Filesystem::lookup_pcm(Ino parent, const std::string& name, pid_t pid, En
                 reply(a);
                 return 0;
             }
+            // The root's by-id/ has no view: never a recording name upstream.
+            if (name == by_id_name) {
+                reply(EntryAnswer{ENOENT, 0, {}, 0});
+                return 0;
+            }
         }
         return lookup_view(name, pid, std::move(reply));
     }
