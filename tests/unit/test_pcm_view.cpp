@@ -447,3 +447,33 @@ TEST_CASE("pcm view through the Filesystem: pcm/NAME and NAME cost one call, wit
     CHECK(f.lookup(core::root_ino, "pbx4-1600000000.1-adpcm.WAV").error == 0);
     CHECK(f.rig.client.calls("pbx4-1600000000.1-adpcm.WAV") == 1);
 }
+
+TEST_CASE("pcm view: an original that ends longer than its RIFF header said fails its view", "[core][pcm]") {
+    ViewRig rig;
+    auto bytes = g711(core::wav_format_alaw, 4000);
+    // A RIFF size 1000 bytes short: readers were told the shorter size.
+    const auto riff = static_cast<std::uint32_t>(bytes.size() - 8 - 1000);
+    for (int i = 0; i < 4; ++i) bytes[4 + i] = static_cast<std::byte>((riff >> (8 * i)) & 0xFFU);
+    Original o(rig, bytes);
+    o.write_to(100);
+    Asked asked;
+    rig.views->view("long.WAV", o.recording(), asked.done());
+    rig.exec.run();
+    REQUIRE(asked.answered());
+    REQUIRE(asked.get().error == 0);
+    const auto view = asked.get().view.content;
+    CHECK(view->size() < 44 + 2 * 4000);  // planned on the announced size
+    o.complete();
+    rig.exec.run();
+    CHECK(o.content->size() == bytes.size());
+    CHECK(view->error() == EIO);
+    CHECK(rig.cache.find("pcm/long.WAV", rig.clock.now()).hit == core::ContentCache::Hit::none);
+    // The next look-up, at the real size, is a whole view.
+    Asked again;
+    rig.views->view("long.WAV", o.recording(), again.done());
+    rig.exec.run();
+    REQUIRE(again.answered());
+    REQUIRE(again.get().error == 0);
+    CHECK(again.get().view.content->size() == 44 + 2 * 4000);
+    CHECK(bytes_of_content(*again.get().view.content) == expected_view(bytes));
+}
