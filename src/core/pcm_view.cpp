@@ -135,7 +135,8 @@ void PcmViews::view(const std::string& name, const CachedRecording& original, Do
     {
         std::lock_guard lock(mutex_);
         auto it = known_.find(name);
-        if (it != known_.end() && it->second.original.lock() == original.content) {
+        bool known = it != known_.end() && it->second.original.lock() == original.content;
+        if (known) {
             auto& k = it->second;
             if (auto v = k.view.lock()) {
                 now.view = CachedRecording{std::move(v), original.expires_at, original.mtime};
@@ -143,10 +144,13 @@ void PcmViews::view(const std::string& name, const CachedRecording& original, Do
             } else if (k.decode) {
                 k.decode->waiters.push_back(std::move(done));
                 return;
+            } else if (k.error) {
+                now.error = k.error;
             } else {
-                now.error = k.error ? k.error : EIO;
+                known = false;  // the view went (evicted, or never cached): decode again
             }
-        } else {
+        }
+        if (!known) {
             if (known_.size() >= max_known) {
                 for (auto i = known_.begin(); i != known_.end();) {
                     i = i->second.original.expired() && !i->second.decode ? known_.erase(i) : std::next(i);

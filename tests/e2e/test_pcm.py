@@ -305,6 +305,20 @@ class PcmViewTest(harness.E2ETestCase):
         self.check_view(view, gsm, "large")
         self.assertEqual(self.mock.calls(name), 1)
 
+    def test_i_cache_ttl_0_serves_the_view_each_time(self):
+        # Nothing is kept: each read is a download and a decode of its own, and the
+        # lookup, open and reads of one read share them.
+        name = self.name("ttl0")
+        alaw = self.originals["alaw"]
+        self.mock.add(name, alaw)
+        m = self.mount("cache_ttl=0")
+        first = read_file(m.path("pcm/" + name))
+        self.check_view(first, alaw, "ttl0")
+        self.assertEqual(self.mock.calls(name), 1)
+        time.sleep(2.5)  # past the inode's open window (2 s)
+        self.assertEqual(read_file(m.path("pcm/" + name)), first)
+        self.assertEqual(self.mock.calls(name), 2)
+
     def test_g_nopcm_removes_the_view(self):
         name = self.name("nopcm")
         self.mock.add(name, self.originals["gsm"])

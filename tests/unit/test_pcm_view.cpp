@@ -239,6 +239,20 @@ TEST_CASE("pcm view: askers of one original share one decode, and later ones get
     CHECK(rig.exec.pending() == 0);
     CHECK(third.get().view.content == first.get().view.content);
 
+    // Once nobody holds the view (evicted, or never cached with cache_ttl=0), the
+    // original's next asker gets a new decode, not an error.
+    *first.answer = std::nullopt;
+    *second.answer = std::nullopt;
+    *third.answer = std::nullopt;
+    rig.cache.clear();
+    Asked after;
+    rig.views->view("u.WAV", o.recording(), after.done());
+    rig.exec.run();
+    REQUIRE(after.answered());
+    REQUIRE(after.get().error == 0);
+    REQUIRE(after.get().view.content->complete());
+    CHECK(bytes_of_content(*after.get().view.content) == expected_view(bytes));
+
     // Another version of the original is another view.
     Original o2(rig, g711(core::wav_format_mulaw, 3002));
     o2.complete();
@@ -248,7 +262,7 @@ TEST_CASE("pcm view: askers of one original share one decode, and later ones get
     rig.exec.run();
     REQUIRE(fourth.answered());
     REQUIRE(fourth.get().error == 0);
-    CHECK(fourth.get().view.content != first.get().view.content);
+    CHECK(fourth.get().view.content != after.get().view.content);
     CHECK(fourth.get().view.content->size() == 44 + 2 * 3002);
 }
 
