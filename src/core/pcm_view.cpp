@@ -234,9 +234,12 @@ void PcmViews::probe(const DecodePtr& d) {
             limits_, [this](std::uint64_t bytes) { return cache_.reserve_memory(bytes); },
             [this](std::uint64_t bytes) { return cache_.reserve_disk(bytes); },
             [d](std::shared_ptr<const Content> view) { d->view = std::move(view); });
-        // The original's header makes the view's: readers may come in from here.
-        d->decoder->feed(prefix, [&d](std::span<const std::byte> b) { d->builder->write(b); });
-        d->fed = prefix.size();
+        // The original's header makes the view's: readers may come in from here. Only
+        // the header: the lookups waiting for the size are answered before any decoding.
+        const auto header = std::span<const std::byte>(prefix).first(
+            static_cast<std::size_t>(std::min<std::uint64_t>(prefix.size(), p.layout.data_offset)));
+        d->decoder->feed(header, [&d](std::span<const std::byte> b) { d->builder->write(b); });
+        d->fed = header.size();
         if (!d->view) {
             fail(d, ENOSPC, "the view is larger than the cache");
             return;
