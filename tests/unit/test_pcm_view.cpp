@@ -350,11 +350,18 @@ TEST_CASE("pcm view: a view past the memory limit is written to the disk tier fr
     o.complete();
     CHECK_FALSE(o.content->on_disk());
     Asked asked;
-    rig.views->view("big.WAV", o.recording(), asked.done());
+    // The asker is answered with the size before any sample is decoded, even though
+    // the whole original is there.
+    std::uint64_t arrived_when_answered = 0;
+    rig.views->view("big.WAV", o.recording(), [&arrived_when_answered, a = asked.answer](core::PcmViewAnswer v) {
+        if (v.view.content) arrived_when_answered = v.view.content->arrived();
+        *a = std::move(v);
+    });
     rig.exec.run();
     REQUIRE(asked.answered());
     REQUIRE(asked.get().error == 0);
     const auto& view = asked.get().view.content;
+    CHECK(arrived_when_answered == 44);
     REQUIRE(view->complete());
     CHECK(view->on_disk());
     CHECK(rig.memory->used() < 64 << 10);  // the original only, never the view
