@@ -589,11 +589,12 @@ void Filesystem::resolve_id(const std::string& id, pid_t pid, CallRunner& runner
     }
     // The name becomes a path component of the link, and a key of the cache that root
     // lookups read: one safe component, a name this mount would fetch itself (so
-    // never a day folder or by-id, which the link would then point at), and one the
-    // API could be asked for.
+    // never a day folder, by-id or pcm/, which the link would then point at), and one
+    // the API could be asked for.
     bool unsafe = name.empty() || name == "." || name == ".." || name.size() > max_name_bytes ||
                   name.find('/') != std::string::npos || name.find('\0') != std::string::npos ||
-                  !config.names.may_fetch(name) || name == by_id_name || parse_day(name).has_value();
+                  !config.names.may_fetch(name) || name == by_id_name || parse_day(name).has_value() ||
+                  (views_ && name == pcm_dir_name);
     if (!unsafe) {
         try {
             api::validate_file_name(name);
