@@ -13,8 +13,9 @@ EUPHORIA_DEPS=(
   python3 openssl ca-certificates sox espeak-ng attr
   groff-base man-db mandoc dpkg-dev file rpm lintian
   clang clang-tidy
-  # The pcm/ view: libgsm decodes GSM 6.10.
-  libgsm1-dev
+  # The pcm/ view: libgsm decodes GSM 6.10; its end-to-end tests check the view
+  # with ffprobe and play it in Debian's chromium, headless.
+  libgsm1-dev ffmpeg chromium
   # The day folders' end-to-end tests copy a day out as a script would.
   rsync
   # A fleet's shared budget (-o redis=URL): hiredis, and a real Redis for its tests.

@@ -250,6 +250,18 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
             listings.emplace(client, *fetcher, clock, stats, *logger, *zone, lc);
             filesystem.enable_listing(*listings, *logger);
         }
+        // The pcm/ view decodes on a thread of its own, never a FUSE or download
+        // thread; its views share the recordings' cache, tiers and budgets.
+        std::optional<core::TaskThread> decode_thread;
+        std::optional<core::PcmViews> views;
+        if (cfg.pcm) {
+            {
+                SignalsBlocked blocked;
+                decode_thread.emplace();
+            }
+            views.emplace(cache, clock, *logger, fc.builder, decode_thread->executor());
+            filesystem.enable_pcm(*views);
+        }
         fuse::SessionOptions so;
         so.mountpoint = cfg.mountpoint;
         // What fstab's first field says, so that mount(8) and `mount -a` recognise
@@ -272,6 +284,9 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
         // While the session can still reply: cancel every download and answer every
         // waiting request, so that nothing outlives the mount and exit is prompt.
         fetcher->shutdown();
+        // Then the decodes, while their readers can still be answered.
+        if (decode_thread) decode_thread->shutdown();
+        if (views) views->shutdown();
         session.reset();  // unmounts
         logger->log(core::LogLevel::info, "unmounted " + cfg.mountpoint);
     }

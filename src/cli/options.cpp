@@ -62,7 +62,8 @@ po::options_description mount_options() {
         ("nolisting", "no day folders and no by-id: only names already known can be read")
         ("redis", po::value<std::string>(), "share the tenant's call budget with other mounts through Redis: redis://host[:port][/db], rediss://host[:port][/db] (TLS, where hiredis has it) or unix:///path (no password: redis_password= in the credentials file)")
         ("redis-fallback", po::value<unsigned>(), "calls in flight while Redis is unreachable, 1 to 3 (default 1)")
-        ("redis-lease", po::value<unsigned>(), "seconds a shared-budget lease lasts unless renewed, 3 to 300 (default 15)");
+        ("redis-lease", po::value<unsigned>(), "seconds a shared-budget lease lasts unless renewed, 3 to 300 (default 15)")
+        ("nopcm", "no pcm/ folder (each recording also as 16-bit PCM WAV, decoded from GSM, A-law or mu-law)");
     return d;
 }
 
@@ -277,6 +278,7 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
     }
     if (vm.count("redis-fallback")) cfg.redis_fallback = in_range<unsigned>(vm, "redis-fallback", 1, 3);
     if (vm.count("redis-lease")) cfg.redis_lease = in_range<unsigned>(vm, "redis-lease", 3, 300);
+    cfg.pcm = vm.count("nopcm") == 0;
     if (cfg.endpoint.empty()) cfg.endpoint = std::string(api::default_endpoint);
     if (vm.count("cache-ttl")) cfg.cache_ttl = in_range<unsigned>(vm, "cache-ttl", 0, 30);
     if (vm.count("max-concurrent")) cfg.max_concurrent = in_range<unsigned>(vm, "max-concurrent", 1, 3);

@@ -103,6 +103,11 @@ struct stat Filesystem::file_attr(Ino ino, const InodeInfo& info) const {
 
 WaitId Filesystem::lookup(Ino parent, const std::string& name, pid_t pid, EntryReply reply) {
     if (listings_ && parent == by_id_ino) return lookup_by_id(name, pid, std::move(reply));
+    if (views_) {
+        bool handled = false;
+        const WaitId id = lookup_pcm(parent, name, pid, reply, handled);
+        if (handled) return id;
+    }
     if (const auto day = day_of(parent)) {
         return listings_->list(*day, [this, day = *day, name, reply = std::move(reply)](const DayListing& l) {
             lookup_listed(day, name, l, reply);
@@ -142,13 +147,34 @@ WaitId Filesystem::lookup(Ino parent, const std::string& name, pid_t pid, EntryR
         answer_lookup(name, r, pid, InodeTable::Pin::none, reply);
         return 0;
     }
-    return fetcher_.fetch(name, [this, name, pid, reply = std::move(reply)](const FetchResult& r) {
+    return fetcher_.fetch(name, lookup_done(name, pid, std::move(reply)));
+}
+
+Completion Filesystem::lookup_done(const std::string& name, pid_t pid, EntryReply reply) {
+    return [this, name, pid, reply = std::move(reply)](const FetchResult& r) {
         const bool kept = r.error == 0 && r.recording.expires_at > clock_.now();
         // A download still running is pinned strongly too, so that an open after it
         // failed learns so (EIO) instead of fetching a new version under this inode.
         const bool growing = r.error == 0 && !r.negative && !r.recording.content->complete();
         answer_lookup(name, r, pid, kept && !growing ? InodeTable::Pin::weak : InodeTable::Pin::strong,
                       reply, kept && growing);
+    };
+}
+
+WaitId Filesystem::fetch_named(const std::string& name, Completion done) {
+    auto original = views_ ? pcm_original_of(name) : std::nullopt;
+    if (!original) return fetcher_.fetch(name, std::move(done));
+    return fetcher_.fetch(*original, [this, original = *original, done = std::move(done)](FetchResult r) {
+        if (r.error || r.negative) {
+            done(std::move(r));
+            return;
+        }
+        views_->view(original, r.recording, [done](PcmViewAnswer a) {
+            FetchResult v;
+            v.error = a.error;
+            v.recording = std::move(a.view);
+            done(std::move(v));
+        });
     });
 }
 
@@ -232,6 +258,7 @@ EntryAnswer Filesystem::getattr(Ino ino) {
         a.timeout = 1.0;
         return a;
     }
+    if (auto pcm = pcm_dir_attr(ino)) return *pcm;
     if (ino >= link_ino_base && ino < day_ino_base - 1) {
         std::lock_guard lock(links_mutex_);
         const auto it = links_.find(ino);
@@ -254,7 +281,7 @@ EntryAnswer Filesystem::getattr(Ino ino) {
 }
 
 WaitId Filesystem::open(Ino ino, int flags, OpenReply reply) {
-    if (ino == root_ino || day_of(ino) || (listings_ && ino == by_id_ino)) {
+    if (ino == root_ino || day_of(ino) || (listings_ && ino == by_id_ino) || pcm_dir_attr(ino)) {
         reply(open_error(EISDIR));
         return 0;
     }
@@ -280,7 +307,7 @@ WaitId Filesystem::open(Ino ino, int flags, OpenReply reply) {
         return 0;
     }
     // Through the cache: an expired entry is fetched again here.
-    return fetcher_.fetch(info->name, [this, ino, info = *info, after_failure,
+    return fetch_named(info->name, [this, ino, info = *info, after_failure,
                                        reply = std::move(reply)](FetchResult r) {
         answer_open(ino, info, std::move(r), reply, after_failure);
     });
@@ -400,6 +427,11 @@ WaitId Filesystem::opendir(Ino ino, DirReply reply) {
         reply(0, std::move(out));
         return 0;
     }
+    if (views_) {
+        bool handled = false;
+        const WaitId id = opendir_pcm(ino, reply, handled);
+        if (handled) return id;
+    }
     if (!day) {
         int error = 0;
         auto entries = readdir(ino, error);
@@ -464,8 +496,10 @@ std::vector<DirEntry> Filesystem::readdir(Ino ino, int& error) {
         if (!cached) listed.push_back(std::move(arriving));
     }
     for (auto& [name, rec] : listed) {
+        if (pcm_original_of(name)) continue;  // a view, cached beside the recordings
         out.push_back({name, inodes_.acquire(name, rec, false, now), S_IFREG});
     }
+    if (views_) out.push_back({std::string(pcm_dir_name), pcm_ino, S_IFDIR});
     if (listings_) {
         // The last listing_days days, with no call: each is listed when opened.
         out.push_back({by_id_name, by_id_ino, S_IFDIR});
@@ -555,11 +589,12 @@ void Filesystem::resolve_id(const std::string& id, pid_t pid, CallRunner& runner
     }
     // The name becomes a path component of the link, and a key of the cache that root
     // lookups read: one safe component, a name this mount would fetch itself (so
-    // never a day folder or by-id, which the link would then point at), and one the
-    // API could be asked for.
+    // never a day folder, by-id or pcm/, which the link would then point at), and one
+    // the API could be asked for.
     bool unsafe = name.empty() || name == "." || name == ".." || name.size() > max_name_bytes ||
                   name.find('/') != std::string::npos || name.find('\0') != std::string::npos ||
-                  !config.names.may_fetch(name) || name == by_id_name || parse_day(name).has_value();
+                  !config.names.may_fetch(name) || name == by_id_name || parse_day(name).has_value() ||
+                  (views_ && name == pcm_dir_name);
     if (!unsafe) {
         try {
             api::validate_file_name(name);
@@ -611,8 +646,18 @@ std::string Filesystem::readlink(Ino ino, int& error) {
 std::optional<ListedFile> Filesystem::listed_file(Ino ino) const {
     if (!listings_ || ino == root_ino || day_of(ino)) return std::nullopt;
     const auto info = inodes_.find(ino);
-    if (!info || !info->listed) return std::nullopt;
+    if (!info) return std::nullopt;
+    // A view carries what its recording's listing says.
+    if (auto original = pcm_original_of(info->name)) return listings_->find(*original);
+    if (!info->listed) return std::nullopt;
     return listings_->find(info->name);
+}
+
+std::string Filesystem::view_source_format(Ino ino) const {
+    if (!views_) return {};
+    const auto info = inodes_.find(ino);
+    const auto original = info ? pcm_original_of(info->name) : std::nullopt;
+    return original ? views_->source_format(*original) : std::string{};
 }
 
 namespace {
@@ -633,6 +678,9 @@ std::vector<std::pair<std::string, std::string>> listed_xattrs(const ListedFile&
 
 std::string Filesystem::getxattr(Ino ino, const std::string& name, int& error) {
     error = 0;
+    if (name == std::string(xattr_prefix) + source_format_xattr) {
+        if (auto format = view_source_format(ino); !format.empty()) return format;
+    }
     if (auto f = listed_file(ino); f && name.rfind(xattr_prefix, 0) == 0) {
         const auto key = name.substr(std::char_traits<char>::length(xattr_prefix));
         for (auto& [k, v] : listed_xattrs(*f)) {
@@ -657,8 +705,13 @@ std::string Filesystem::listxattr(Ino ino) {
             list += k;
             list.push_back('\0');
         }
-        return list;
     }
+    if (!view_source_format(ino).empty()) {
+        list += xattr_prefix;
+        list += source_format_xattr;
+        list.push_back('\0');
+    }
+    if (!list.empty()) return list;
     if (ino != root_ino) return list;
     for (const auto& [k, v] : stats_.snapshot()) {
         list += xattr_prefix;

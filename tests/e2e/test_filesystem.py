@@ -194,10 +194,10 @@ class FilesystemTest(harness.E2ETestCase):
         self.mock.synthetic("listed-a.WAV", 100)
         self.mock.synthetic("listed-b.WAV", 200)
         m = self.mount("nolisting")  # no day folders: the root has the cached names only
-        self.assertEqual(os.listdir(m.dir), [])
+        self.assertEqual(os.listdir(m.dir), ["pcm"])  # and the pcm/ view
         read_file(m.path("listed-a.WAV"))
         os.stat(m.path("listed-b.WAV"))
-        self.assertEqual(sorted(os.listdir(m.dir)), ["listed-a.WAV", "listed-b.WAV"])
+        self.assertEqual(sorted(os.listdir(m.dir)), ["listed-a.WAV", "listed-b.WAV", "pcm"])
         self.assertEqual(self.mock.stats()["total_calls"], 2)
 
     def test_writes_are_refused(self):

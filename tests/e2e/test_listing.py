@@ -78,7 +78,8 @@ class ListingTest(harness.E2ETestCase):
 
     def test_nolisting_turns_day_folders_off(self):
         m = self.mount("nolisting")
-        self.assertEqual(os.listdir(m.dir), [])
+        self.assertEqual(os.listdir(m.dir), ["pcm"])  # the pcm/ view stays, without days
+        self.assertEqual(os.listdir(m.path("pcm")), [])
         # A day's name is then just a name, looked up as a recording.
         self.assertEqual(errno_of(os.stat, m.path("2020-10-23")), errno.ENOENT)
         self.assertEqual(self.mock.calls("2020-10-23"), 1)
@@ -213,10 +214,11 @@ class ListingTest(harness.E2ETestCase):
         self.mock.add_recordings([{"name": "../evil.WAV", "size": 100, "unique_id": "666.1"},
                                   {"name": "a/b.WAV", "size": 100, "unique_id": "666.2"},
                                   # Safe components that the link must not point at:
-                                  # a day folder, by-id itself, a dot-name.
+                                  # a day folder, by-id itself, a dot-name, pcm/.
                                   {"name": "2020-11-21", "size": 100, "unique_id": "666.3"},
                                   {"name": "by-id", "size": 100, "unique_id": "666.4"},
-                                  {"name": ".hidden.WAV", "size": 100, "unique_id": "666.5"}])
+                                  {"name": ".hidden.WAV", "size": 100, "unique_id": "666.5"},
+                                  {"name": "pcm", "size": 100, "unique_id": "666.6"}])
         m = self.mount("timezone=UTC")
         link = os.path.join(m.path("by-id"), "1606000000.1196632")
         self.assertEqual(os.readlink(link), "../" + name)
@@ -231,7 +233,7 @@ class ListingTest(harness.E2ETestCase):
         self.assertEqual(self.mock.stats()["by_id_calls"], 2)
         # A fileName that is not one safe path component, or that names what the
         # mount would never fetch by that name, is EIO.
-        for uid in ("666.1", "666.2", "666.3", "666.4", "666.5"):
+        for uid in ("666.1", "666.2", "666.3", "666.4", "666.5", "666.6"):
             self.assertEqual(errno_of(os.readlink, os.path.join(m.path("by-id"), uid)), errno.EIO)
 
     @unittest.skipUnless(shutil.which("rsync"), "rsync is not installed")

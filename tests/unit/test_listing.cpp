@@ -12,6 +12,7 @@
 #include "euphoria/core/listing.hpp"
 #include "euphoria/core/md5.hpp"
 #include "fetcher_rig.hpp"
+#include "wav_testing.hpp"
 
 using namespace euphoria;
 using namespace euphoria::test;
@@ -593,4 +594,70 @@ TEST_CASE("by-id with cache_ttl=0: following the link is no second call", "[core
     r.rig.clock.advance(core::InodeTable::open_window + 1s);
     CHECK(lookup(fs, core::root_ino, name).error == 0);
     CHECK(r.rig.client.calls(name) == 2);
+}
+
+TEST_CASE("pcm/ day folders through the Filesystem: the day's names, the view's size and the listing's xattrs",
+          "[core][listing][pcm][fs]") {
+    ListingRig r("UTC");
+    WavBuilder w;
+    w.riff(4 + 24 + 8 + 3000).fmt(core::wav_format_alaw, 1, 8000, 1, 8).chunk("data", 3000).fill(3000, 0xD5);
+    const std::string bytes(reinterpret_cast<const char*>(w.bytes().data()), w.size());
+    r.server.records = {{"a.WAV", late_utc, std::to_string(bytes.size()), "0", "", "0123456789abcdef0123456789abcdef"}};
+    r.rig.client.script("a.WAV", {FakeReply::ok(bytes)});
+    core::TaskThread thread;
+    core::PcmViews views(*r.rig.cache, r.rig.clock, r.rig.logger, r.rig.fetcher->config().builder,
+                         thread.executor());
+    core::Filesystem fs(*r.rig.fetcher, *r.rig.cache, r.rig.stats, r.rig.clock, core::Ownership{});
+    fs.enable_listing(*r.listings, r.rig.logger);
+    fs.enable_pcm(views);
+
+    const auto pcm = lookup(fs, core::root_ino, "pcm");
+    REQUIRE(pcm.error == 0);
+    CHECK(pcm.ino == core::Filesystem::pcm_ino);
+    const auto day = lookup(fs, pcm.ino, "2020-10-23");
+    REQUIRE(day.error == 0);
+    CHECK(S_ISDIR(day.attr.st_mode));
+    CHECK(day.ino == core::Filesystem::pcm_day_ino(*core::parse_day("2020-10-23")));
+    CHECK(day.ino != core::Filesystem::day_ino(*core::parse_day("2020-10-23")));
+    CHECK(r.calls() == 0);
+    // The root's by-id/ has no view, and its name never goes upstream.
+    CHECK(lookup(fs, pcm.ino, core::Filesystem::by_id_name).error == ENOENT);
+    CHECK(r.rig.client.total_calls() == 0);
+
+    Waited<std::vector<core::DirEntry>> entries;
+    fs.opendir(day.ino, [p = entries.p](int err, std::vector<core::DirEntry>&& e) {
+        REQUIRE(err == 0);
+        p->set_value(std::move(e));
+        return true;
+    });
+    const auto listed = entries.get();
+    REQUIRE(listed.size() == 3);
+    CHECK(listed[1].ino == core::Filesystem::pcm_ino);  // ".."
+    CHECK(listed[2].name == "a.WAV");
+    CHECK(fs.plus_entry(listed[2]).ino == 0);  // no size before its header: no lookup
+    CHECK(r.rig.client.calls("a.WAV") == 0);
+
+    const auto missing = lookup(fs, day.ino, "zzz.WAV");
+    CHECK(missing.error == 0);
+    CHECK(missing.ino == 0);  // not on the day: negative, with no call
+    CHECK(r.rig.client.calls("zzz.WAV") == 0);
+
+    const auto a = lookup(fs, day.ino, "a.WAV");
+    REQUIRE(a.error == 0);
+    CHECK(a.attr.st_size == 44 + 2 * 3000);
+    CHECK(a.attr.st_mtime == late_utc);
+    CHECK(lookup(fs, pcm.ino, "a.WAV").ino == a.ino);  // pcm/NAME is the same inode
+    int error = -1;
+    CHECK(fs.getxattr(a.ino, "user.euphoria.md5", error) == "0123456789abcdef0123456789abcdef");
+    CHECK(error == 0);
+    CHECK(fs.getxattr(a.ino, "user.euphoria.source_format", error) == "alaw");
+    CHECK(error == 0);
+    const auto names = fs.listxattr(a.ino);
+    CHECK(names.find(std::string("user.euphoria.md5\0", 18)) != std::string::npos);
+    CHECK(names.find(std::string("user.euphoria.source_format\0", 28)) != std::string::npos);
+    CHECK(r.rig.client.calls("a.WAV") == 1);
+
+    r.rig.fetcher->shutdown();
+    thread.shutdown();
+    views.shutdown();
 }

@@ -59,6 +59,7 @@ struct MountConfig {
     std::string redis;
     unsigned redis_fallback = 1;  // calls in flight while Redis is unreachable
     unsigned redis_lease = 15;    // seconds a lease lasts unless renewed
+    bool pcm = true;  // the pcm/ view (nopcm turns it off)
     // mount(8) flags
     bool sloppy = false;
     bool fake = false;

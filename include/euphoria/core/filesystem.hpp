@@ -22,6 +22,7 @@
 #include "euphoria/core/inode_table.hpp"
 #include "euphoria/core/listing.hpp"
 #include "euphoria/core/log.hpp"
+#include "euphoria/core/pcm_view.hpp"
 
 namespace euphoria::core {
 
@@ -75,6 +76,10 @@ public:
     // recordings only. Set once, before requests are served; `logger` tells when a
     // download disagrees with the listing.
     void enable_listing(Listings& listings, Logger& logger);
+    // The pcm/ view (issue 15): pcm/NAME, and with the listing pcm/YYYY-MM-DD/NAME,
+    // each the recording NAME as 16-bit PCM WAV. Without it (nopcm) there is no pcm/.
+    // Set once, before requests are served.
+    void enable_pcm(PcmViews& views) { views_ = &views; }
 
     // Each returns the wait to cancel() on an interrupt, or 0 when `reply` already ran.
     // `pid` is the calling program's: its own repeat lookups within
@@ -113,6 +118,19 @@ public:
     static constexpr Ino by_id_ino = day_ino_base - 1;
     static constexpr Ino link_ino_base = Ino{1} << 61;
     static constexpr const char* by_id_name = "by-id";
+    // pcm/ and its day folders: above the day folders' range, apart from each other.
+    static constexpr Ino pcm_ino = day_ino_base + (Ino{1} << 43);
+    static constexpr Ino pcm_day_ino_base = day_ino_base + (Ino{1} << 42);
+    static Ino pcm_day_ino(std::int64_t day) noexcept {
+        return pcm_day_ino_base + static_cast<Ino>(day + day_ino_offset);
+    }
+    std::optional<std::int64_t> pcm_day_of(Ino ino) const noexcept;
+    // A view inode's user.euphoria.source_format, else empty.
+    std::string view_source_format(Ino ino) const;
+    // What readdir gives a pcm/ file whose view nobody looked up yet: only `ls -i`
+    // shows it; a lookup gives the view its own inode.
+    static constexpr Ino pcm_unlooked_ino = pcm_ino + 1;
+    static constexpr const char* source_format_xattr = "source_format";
     // A by-id link's target ("../fileName"), or an errno.
     std::string readlink(Ino ino, int& error);
     // Root xattrs: the counters. Returns the value, or sets error (ENODATA...).
@@ -151,6 +169,17 @@ private:
     void answer_open(Ino ino, const InodeInfo& info, FetchResult r, const OpenReply& reply,
                      bool after_failure);
     void serve_open(Ino ino, CachedRecording recording, const OpenReply& reply, bool direct_io = false);
+    // The fetch of a lookup by name, and how it answers.
+    Completion lookup_done(const std::string& name, pid_t pid, EntryReply reply);
+    // fetch() for an inode's name: a recording, or a view ("pcm/NAME"), which is
+    // derived from its recording as the Fetcher gives it, with no call of its own.
+    WaitId fetch_named(const std::string& name, Completion done);
+
+    // pcm_tree.cpp: the pcm/ tree's requests.
+    WaitId lookup_pcm(Ino parent, const std::string& name, pid_t pid, EntryReply& reply, bool& handled);
+    WaitId lookup_view(const std::string& name, pid_t pid, EntryReply reply);
+    WaitId opendir_pcm(Ino ino, DirReply& reply, bool& handled);
+    std::optional<EntryAnswer> pcm_dir_attr(Ino ino) const;
 
     struct ReadWait {
         std::weak_ptr<const Content> content;
@@ -169,6 +198,7 @@ private:
     Invalidate invalidate_;  // set before requests are served, read-only after
     Listings* listings_ = nullptr;  // the same
     Logger* logger_ = nullptr;      // the same
+    PcmViews* views_ = nullptr;     // the same
 
     struct Link {
         std::string id;
