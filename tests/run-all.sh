@@ -40,7 +40,10 @@ configure_and_build() {  # PRESET DIR "TARGETS", extra cmake args...
 # nobody reads) still fails the run.
 run_sanitized_ctest() {  # DIR, ctest args...
   local dir=$1; shift
-  local reports="$dir/sanitizer-reports"
+  # Absolute: each test runs in its own folder, and a daemon in /, and a relative
+  # log_path would put their reports where nothing looks.
+  local reports
+  reports="$(cd "$dir" && pwd)/sanitizer-reports"
   rm -rf "$reports" && mkdir -p "$reports"
   ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=1" \
   UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1" \
