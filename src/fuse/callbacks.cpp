@@ -57,15 +57,17 @@ void start_pending(fuse_req_t req, F&& begin) {
 // FUSE carries our per-open state as a 64-bit integer.
 template <class T>
 T& handle_of(const fuse_file_info* fi) {
-    return *reinterpret_cast<T*>(fi->fh);  // NOLINT(performance-no-int-to-ptr)
+    return static_cast<T&>(*reinterpret_cast<Handle*>(fi->fh));  // NOLINT(performance-no-int-to-ptr)
 }
 
-struct OpenFile {
+struct OpenFile final : Handle {
+    explicit OpenFile(core::CachedRecording r) : recording(std::move(r)) {}
     core::CachedRecording recording;  // pins the bytes until release
     int backing_id = 0;               // > 0: the kernel reads our cache file itself
 };
 
-struct OpenDir {
+struct OpenDir final : Handle {
+    explicit OpenDir(std::vector<DirEntry> e) : entries(std::move(e)) {}
     std::vector<DirEntry> entries;  // a snapshot, so offsets stay stable
 };
 
@@ -241,8 +243,8 @@ bool backing_went_out(Glue& g, std::uint64_t fh, const Grant& grant) noexcept {
 // whichever thread finished the open.
 bool send_open(Glue& g, fuse_req_t req, Ino ino, fuse_file_info fi, OpenAnswer&& a) {
     if (a.error) return fuse_reply_err(req, a.error) == 0;
-    auto file = std::make_unique<OpenFile>(OpenFile{std::move(a.recording)});
-    fi.fh = reinterpret_cast<uint64_t>(file.get());
+    auto file = std::make_unique<OpenFile>(std::move(a.recording));
+    fi.fh = reinterpret_cast<uint64_t>(static_cast<Handle*>(file.get()));
     fi.keep_cache = a.keep_cache;
     fi.direct_io = a.direct_io;
     // A direct_io open is the daemon's to read: no backing file for it.
@@ -259,13 +261,13 @@ bool send_open(Glue& g, fuse_req_t req, Ino ino, fuse_file_info fi, OpenAnswer&&
     // Once the reply is written the kernel owns the handle: a quick reader can
     // close it, and release() delete it, before fuse_reply_open returns. So
     // nothing below touches the file, and nothing below may throw.
-    OpenFile* handed = file.release();
+    g.handles.adopt(std::move(file));
     const bool sent = fuse_reply_open(req, &fi) == 0;
     const bool carried = backing_went_out(g, fi.fh, grant);
     if (!sent) {
         // Not delivered (the connection is being torn down): no file, no release.
         close_backing(g, req, ino, grant.backing_id);
-        delete handed;  // NOLINT(cppcoreguidelines-owning-memory)
+        g.handles.take(fi.fh);
         return false;
     }
     if (grant.backing_id == 0) return true;
@@ -377,24 +379,27 @@ void on_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*
 }
 
 void on_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-    std::unique_ptr<OpenFile> file(&handle_of<OpenFile>(fi));
-    close_backing(glue_of(req), req, ino, file->backing_id);
+    auto& g = glue_of(req);
+    if (const auto file = g.handles.take(fi->fh)) {
+        close_backing(g, req, ino, static_cast<const OpenFile&>(*file).backing_id);
+    }
     fuse_reply_err(req, 0);
 }
 
 // A day folder's entries may need its listing first: the reply may come later.
 bool send_opendir(fuse_req_t req, fuse_file_info fi, int error, std::vector<DirEntry>&& entries) {
     if (error) return fuse_reply_err(req, error) == 0;
-    std::unique_ptr<OpenDir> dir;
+    auto& g = glue_of(req);
     try {
-        dir = std::make_unique<OpenDir>(OpenDir{std::move(entries)});
+        fi.fh = g.handles.adopt(std::make_unique<OpenDir>(std::move(entries)));
     } catch (...) {
         fuse_reply_err(req, ENOMEM);
         return false;
     }
-    fi.fh = reinterpret_cast<uint64_t>(dir.get());
-    if (fuse_reply_open(req, &fi) != 0) return false;
-    [[maybe_unused]] auto* owned = dir.release();
+    if (fuse_reply_open(req, &fi) != 0) {
+        g.handles.take(fi.fh);
+        return false;
+    }
     return true;
 }
 
@@ -468,7 +473,7 @@ void on_readdirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_fil
 }
 
 void on_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-    delete &handle_of<OpenDir>(fi);
+    glue_of(req).handles.take(fi->fh);
     fuse_reply_err(req, 0);
 }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <optional>
 
+#include "open_handles.hpp"
 #include "euphoria/core/filesystem.hpp"
 #include "euphoria/core/log.hpp"
 #include "euphoria/core/stats.hpp"
@@ -36,6 +37,7 @@ struct Glue {
     core::Logger& log;
     const PassthroughWish wish;
     BackingFiles backing;
+    OpenHandles handles;  // every fi->fh of a file or folder the kernel holds
 #if EUPHORIA_NATIVE_PASSTHROUGH
     std::atomic<bool> passthrough_on{false};  // the kernel agreed at INIT
     bool passthrough_active() const noexcept { return passthrough_on.load(); }
