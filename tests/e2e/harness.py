@@ -553,6 +553,31 @@ class E2ETestCase(unittest.TestCase):
         return m
 
 
+
+class RedisTestCase(E2ETestCase):
+    """Mounts beside a redis-server of the test's own (self.redis, set by setUp);
+    daemons still alive after the unmount are killed, then Redis is stopped."""
+
+    @classmethod
+    def setUpClass(cls):
+        require(shutil.which("redis-server") is not None,
+                "needs redis-server (apt-get install redis-server)")
+        super().setUpClass()
+
+    def setUp(self):
+        super().setUp()
+        self.redis = None
+
+    def tearDown(self):
+        try:
+            super().tearDown()
+            for m in self.mounts:
+                if m.pid and os.path.exists("/proc/%d" % m.pid):
+                    os.kill(m.pid, signal.SIGKILL)
+        finally:
+            if self.redis:
+                self.redis.close()
+
 def main():
     """Run the calling module's tests; a skipped test fails the run in CI."""
     result = unittest.main(module="__main__", exit=False, verbosity=2).result

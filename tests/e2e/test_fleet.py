@@ -50,26 +50,11 @@ def join_all(readers, timeout, what):
             raise AssertionError("%s: %s still blocked after %g s" % (what, r.path, timeout))
 
 
-class FleetTest(harness.E2ETestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        harness.require(shutil.which("redis-server") is not None,
-                        "needs redis-server (apt-get install redis-server)")
-        super().setUpClass()
+class FleetTest(harness.RedisTestCase):
 
     def setUp(self):
         super().setUp()
         self.redis = harness.Redis()
-
-    def tearDown(self):
-        try:
-            super().tearDown()
-            for m in self.mounts:
-                if m.pid and os.path.exists("/proc/%d" % m.pid):
-                    os.kill(m.pid, signal.SIGKILL)
-        finally:
-            self.redis.close()
 
     def fleet_mount(self, *options, **kw):
         m = self.mount("redis=" + self.redis.url, "nolisting", *options, **kw)

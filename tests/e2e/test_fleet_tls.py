@@ -7,7 +7,6 @@ binary: hiredis_ssl's pkg-config file, which the build looks for too."""
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,28 +20,12 @@ def hiredis_has_tls():
     return subprocess.run(["pkg-config", "--exists", "hiredis_ssl"]).returncode == 0
 
 
-class FleetTlsTest(harness.E2ETestCase):
+class FleetTlsTest(harness.RedisTestCase):
 
     @classmethod
     def setUpClass(cls):
-        harness.require(shutil.which("redis-server") is not None,
-                        "needs redis-server (apt-get install redis-server)")
         harness.require(shutil.which("pkg-config") is not None, "needs pkg-config")
         super().setUpClass()
-
-    def setUp(self):
-        super().setUp()
-        self.redis = None
-
-    def tearDown(self):
-        try:
-            super().tearDown()
-            for m in self.mounts:
-                if m.pid and os.path.exists("/proc/%d" % m.pid):
-                    os.kill(m.pid, signal.SIGKILL)
-        finally:
-            if self.redis:
-                self.redis.close()
 
     def start_redis(self, bind="127.0.0.1"):
         # The mock's own certificate (IP:127.0.0.1, DNS:localhost), whose CA every
