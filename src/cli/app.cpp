@@ -26,6 +26,7 @@
 #include "euphoria/core/fetcher.hpp"
 #include "euphoria/core/listing.hpp"
 #include "euphoria/core/redis/shared_budget.hpp"
+#include "euphoria/core/redis/shared_cache.hpp"
 #include "euphoria/core/time_zone.hpp"
 #include "euphoria/fuse/session.hpp"
 
@@ -196,7 +197,7 @@ void probe_in_turn(api::Client& client, const MountConfig& cfg, const api::Secre
 
 int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& cache_dir,
           const std::optional<core::TimeZone>& zone, std::optional<Daemon>& daemon,
-          api::Secret redis_password) {
+          api::Secret redis_password, std::optional<core::redis::CacheCipher> cipher) {
     std::unique_ptr<core::Logger> logger;
     if (cfg.foreground) {
         logger = std::make_unique<StderrLogger>(cfg.debug || cfg.verbose);
@@ -228,14 +229,26 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
     {
         // Declared before the Fetcher, so that it outlives every call that holds a lease.
         std::optional<core::redis::SharedBudget> shared;
+        std::optional<core::redis::RedisCache> shared_cache;
         std::optional<core::Fetcher> fetcher;
         {
             // Its threads take no signals: SIGTERM must reach the thread that runs the
             // FUSE loop, whose handler ends it.
             SignalsBlocked blocked;
+            if (cipher) {
+                core::redis::RedisCacheConfig cc;
+                cc.address = core::redis::parse_address(cfg.redis);
+                cc.address.ca_file = cfg.cafile;
+                cc.password = redis_password;
+                cc.tenant = cfg.tenant;
+                cc.max_bytes = cfg.redis_cache_max;
+                cc.claim = std::chrono::seconds(cfg.redis_lease);
+                cc.timeout = std::chrono::seconds(1);
+                shared_cache.emplace(std::move(cc), std::move(*cipher), stats, *logger);
+            }
             if (!cfg.redis.empty()) join_fleet(shared, cfg, std::move(redis_password), stats, *logger);
             fetcher.emplace(client, cache, clock, stats, *logger, fc, core::default_jitter(),
-                            shared ? &*shared : nullptr);
+                            shared ? &*shared : nullptr, shared_cache ? &*shared_cache : nullptr);
         }
         core::Ownership owner{cfg.uid.value_or(::getuid()), cfg.gid.value_or(::getgid()), cfg.umask};
         core::Filesystem filesystem(*fetcher, cache, stats, clock, owner);
@@ -323,6 +336,7 @@ int run(int argc, const char* const* argv) {
 
         api::ClientConfig client_config;
         api::Secret redis_password;
+        std::optional<core::redis::CacheCipher> cipher;  // the shared cache's keys
         client_config.endpoint = cfg.endpoint;
         client_config.tenant = cfg.tenant;
         client_config.ca_file = cfg.cafile;
@@ -332,6 +346,8 @@ int run(int argc, const char* const* argv) {
         try {
             api::check_endpoint(cfg.endpoint);
             client_config.key = resolve_key(cfg, &redis_password);
+            // Its keys come from the API key, which goes to the client next.
+            if (cfg.redis_cache) cipher.emplace(client_config.key, cfg.tenant);
         } catch (const UsageError& e) {
             throw Fatal{exit_usage, e.what()};
         } catch (const api::ApiError& e) {
@@ -366,7 +382,7 @@ int run(int argc, const char* const* argv) {
             throw Fatal{exit_mount_failure, e.what()};
         }
         if (!cfg.foreground) daemon.emplace(Daemon::detach());
-        return serve(cfg, client, cache_dir, zone, daemon, std::move(redis_password));
+        return serve(cfg, client, cache_dir, zone, daemon, std::move(redis_password), std::move(cipher));
     } catch (const Fatal& f) {
         if (daemon) {
             daemon->failed(f.code, "mount.euphoria: " + f.message);

@@ -63,6 +63,8 @@ po::options_description mount_options() {
         ("redis", po::value<std::string>(), "share the tenant's call budget with other mounts through Redis: redis://host[:port][/db], rediss://host[:port][/db] (TLS, where hiredis has it) or unix:///path (no password: redis_password= in the credentials file)")
         ("redis-fallback", po::value<unsigned>(), "calls in flight while Redis is unreachable, 1 to 3 (default 1)")
         ("redis-lease", po::value<unsigned>(), "seconds a shared-budget lease lasts unless renewed, 3 to 300 (default 15)")
+        ("redis-cache", "with redis=: share downloads with the other mounts, encrypted under the API key, for what is left of their 30 seconds (one call per recording across the fleet)")
+        ("redis-cache-max", po::value<std::string>(), "largest recording the shared cache holds, e.g. 32M (default 32M, at most 1G)")
         ("nopcm", "no pcm/ folder (each recording also as 16-bit PCM WAV, decoded from GSM, A-law or mu-law)");
     return d;
 }
@@ -278,6 +280,14 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
     }
     if (vm.count("redis-fallback")) cfg.redis_fallback = in_range<unsigned>(vm, "redis-fallback", 1, 3);
     if (vm.count("redis-lease")) cfg.redis_lease = in_range<unsigned>(vm, "redis-lease", 3, 300);
+    cfg.redis_cache = vm.count("redis-cache") > 0;
+    if (vm.count("redis-cache-max")) {
+        cfg.redis_cache_max = parse_size("redis_cache_max", vm["redis-cache-max"].as<std::string>());
+        if (cfg.redis_cache_max > (1ull << 30)) throw UsageError("option redis_cache_max is at most 1G");
+    }
+    if ((cfg.redis_cache || vm.count("redis-cache-max")) && cfg.redis.empty()) {
+        throw UsageError("option redis_cache needs redis=URL: the cache is kept in the fleet's Redis");
+    }
     cfg.pcm = vm.count("nopcm") == 0;
     if (cfg.endpoint.empty()) cfg.endpoint = std::string(api::default_endpoint);
     if (vm.count("cache-ttl")) cfg.cache_ttl = in_range<unsigned>(vm, "cache-ttl", 0, 30);

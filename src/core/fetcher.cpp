@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <optional>
+#include <span>
 
 #include "euphoria/api/error.hpp"
 #include "euphoria/api/request.hpp"
@@ -111,9 +112,11 @@ RetryPolicy pause_within_patience(RetryPolicy backoff, std::chrono::milliseconds
 }  // namespace
 
 Fetcher::Fetcher(api::Client& client, ContentCache& cache, Clock& clock, Stats& stats,
-                 Logger& logger, FetcherConfig config, Jitter jitter, CallGate* gate)
+                 Logger& logger, FetcherConfig config, Jitter jitter, CallGate* gate,
+                 SharedCache* shared)
     : client_(client), cache_(cache), clock_(clock), stats_(stats), logger_(logger),
       config_(std::move(config)), jitter_(std::move(jitter)), gate_(gate ? *gate : open_gate_),
+      shared_(shared),
       budget_(std::max(1u, config_.max_concurrent),
               pause_within_patience(config_.busy_backoff, config_.busy_timeout)) {
     stats_.budget.store(budget_.window());
@@ -648,6 +651,25 @@ private:
     bool reported_ = false;
 };
 
+// Every look() that missed is released, however the download ends.
+class ClaimRelease {
+public:
+    ClaimRelease(SharedCache* cache, const std::string& name) : cache_(cache), name_(name) {}
+    ~ClaimRelease() {
+        if (cache_) cache_->release(name_);
+    }
+    ClaimRelease(const ClaimRelease&) = delete;
+    ClaimRelease& operator=(const ClaimRelease&) = delete;
+
+private:
+    SharedCache* cache_;
+    const std::string& name_;
+};
+
+std::chrono::milliseconds millis_left(Clock::time_point until, Clock::time_point now) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(until - now);
+}
+
 }  // namespace
 
 Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
@@ -667,12 +689,19 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
         std::lock_guard lock(mutex_);
         made = std::move(job.kept);
     }
+    // A kept builder's job looked at the fleet's cache on its first attempt.
+    const bool first_attempt = !made;
     if (!made) {
         // With verify=md5 no reader may see a byte before the whole download matched
         // the listing's MD5, so such a download answers nobody early.
         ContentBuilder::Published published;
         if (!(config_.verify_md5 && hint && !hint->md5.empty())) {
             published = [this, &job, mtime](std::shared_ptr<const Content> content) {
+                // Hosts waiting for this download need not wait for its end to learn
+                // that it will not be shared.
+                if (shared_ && content->size() > shared_->max_bytes()) {
+                    shared_->unshare(job.name, config_.ttl);
+                }
                 publish(job, std::move(content), mtime);
             };
         }
@@ -686,7 +715,36 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
     const std::string want_md5 = hint ? hint->md5 : std::string();
     Md5Sink sink(admission_sink, !want_md5.empty());
     auto elapsed_ms = [&] { return std::to_string(millis(clock_.now() - started)) + " ms"; };
+    auto check_md5 = [&](const std::string& got) {
+        if (want_md5.empty() || got == want_md5) return;
+        stats_.md5_mismatches.fetch_add(1, std::memory_order_relaxed);
+        logger_.log(LogLevel::warning,
+                    "fetched " + job.name + ": MD5 " + got + " is not the listing's " + want_md5);
+        // Not retried: the API answered, and would answer the same.
+        if (config_.verify_md5) {
+            throw api::ApiError(EIO, api::ErrorKind::malformed,
+                                "MD5 differs from the listing's (verify=md5)");
+        }
+    };
+    std::optional<ClaimRelease> claim;
+    SharedCache::Lookup fleet;
     try {
+        if (shared_ && first_attempt) {
+            fleet = shared_->look(job.name, job.cancel);
+            if (fleet.found == SharedCache::Found::miss) claim.emplace(shared_, job.name);
+        }
+        if (fleet.found == SharedCache::Found::negative) {
+            throw api::ApiError(ENOENT, api::ErrorKind::not_found,
+                                "no such recording (another host's answer)");
+        }
+        if (fleet.found == SharedCache::Found::recording) {
+            // Another host's download, authenticated: into the tiers like any other.
+            Md5Sink hit(builder, !want_md5.empty());
+            hit.write(std::as_bytes(std::span(fleet.bytes)));
+            api::wipe_string(fleet.bytes);
+            hit.complete();
+            check_md5(hit.hex());
+        } else {
         run_with_retries(
             config_.retry, clock_, jitter_, job.cancel,
             [&] {
@@ -696,17 +754,7 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
                     stats_.upstream_calls.fetch_add(1, std::memory_order_relaxed);
                     call_through(pass, [&] { client_.download(job.name, sink, job.cancel); });
                 }
-                const std::string got = sink.hex();
-                if (!want_md5.empty() && got != want_md5) {
-                    stats_.md5_mismatches.fetch_add(1, std::memory_order_relaxed);
-                    logger_.log(LogLevel::warning, "fetched " + job.name + ": MD5 " + got +
-                                                       " is not the listing's " + want_md5);
-                    // Not retried: the API answered, and would answer the same.
-                    if (config_.verify_md5) {
-                        throw api::ApiError(EIO, api::ErrorKind::malformed,
-                                            "MD5 differs from the listing's (verify=md5)");
-                    }
-                }
+                check_md5(sink.hex());
             },
             [&](const api::ApiError& e, unsigned retry, std::chrono::milliseconds delay) {
                 stats_.retries.fetch_add(1, std::memory_order_relaxed);
@@ -715,17 +763,25 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
                                 std::to_string(retry + 1) + " in " +
                                 std::to_string(delay.count()) + " ms");
             });
+        }
+        const bool from_fleet = fleet.found == SharedCache::Found::recording;
         FetchResult r;
         announced = builder.announced();
         r.recording.content = builder.take();
         // The API's rule is about data once returned: the TTL starts now, not when
         // the call did, so a slow download is never stale on arrival.
         const auto arrived = clock_.now();
-        r.recording.expires_at = arrived + config_.ttl;
+        // Another host's download keeps the 30 seconds counted from its own reply.
+        r.recording.expires_at = arrived + (from_fleet ? std::min<std::chrono::milliseconds>(
+                                                             fleet.left, config_.ttl)
+                                                       : std::chrono::milliseconds(config_.ttl));
         r.recording.mtime = mtime;
         const auto size = r.recording.content->size();
-        stats_.bytes_fetched.fetch_add(size, std::memory_order_relaxed);
+        if (!from_fleet) stats_.bytes_fetched.fetch_add(size, std::memory_order_relaxed);
         cache_.insert(job.name, r.recording, arrived);
+        if (shared_ && !from_fleet) {
+            shared_->store(job.name, *r.recording.content, millis_left(r.recording.expires_at, arrived));
+        }
         {
             // From now on the cache answers for the name, not the growing content.
             std::lock_guard lock(mutex_);
@@ -742,7 +798,8 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
         }
         logger_.log(LogLevel::info, "fetched " + job.name + ": " + std::to_string(size) +
                                         " bytes in " + elapsed_ms() + ", ok" +
-                                        (r.recording.content->on_disk() ? " (disk)" : ""));
+                                        (r.recording.content->on_disk() ? " (disk)" : "") +
+                                        (from_fleet ? " (from the fleet's cache)" : ""));
         out = std::move(r);
         admitted = !admission_sink.reported();
         return Outcome::finished;
@@ -773,9 +830,18 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
         if (e.kind() == api::ErrorKind::not_found) {
             r.negative = true;
             r.negative_until = clock_.now() + config_.ttl;
+            const auto now = clock_.now();
+            if (fleet.found == SharedCache::Found::negative) {
+                r.negative_until = now + std::min<std::chrono::milliseconds>(fleet.left, config_.ttl);
+            }
             cache_.insert_negative(job.name, r.negative_until);
+            if (shared_ && fleet.found != SharedCache::Found::negative) {
+                shared_->store_negative(job.name, millis_left(r.negative_until, now));
+            }
         }
-        admitted = admitted_by(e.kind()) && !admission_sink.reported();
+        // Another host's answer used no slot of ours.
+        admitted = admitted_by(e.kind()) && !admission_sink.reported() &&
+                   fleet.found != SharedCache::Found::negative;
         const bool quiet = e.kind() == api::ErrorKind::not_found ||
                            e.kind() == api::ErrorKind::cancelled;
         logger_.log(quiet ? LogLevel::info : LogLevel::error,

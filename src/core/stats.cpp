@@ -50,6 +50,10 @@ std::vector<std::pair<std::string, std::uint64_t>> Stats::snapshot() const {
         {"lease_waits", lease_waits.load()},
         {"lease_lapses", lease_lapses.load()},
         {"shared_budget", shared_budget.load()},
+        {"redis_cache_hits", redis_cache_hits.load()},
+        {"redis_cache_waits", redis_cache_waits.load()},
+        {"redis_cache_stores", redis_cache_stores.load()},
+        {"redis_cache_rejects", redis_cache_rejects.load()},
     };
     for (std::size_t i = 0; i < tracked_errnos.size(); ++i) {
         out.emplace_back(std::string("errors_") + errno_names[i], errors[i].load());

@@ -509,6 +509,22 @@ class Redis:
             out[key] = "(%s) %s" % (kind, cli(*value) if value else "?")
         return out
 
+    def dump_bytes(self):
+        """{key: its value as bytes}: strings exactly as Redis holds them (GET, never
+        DUMP, which may compress), other types as redis-cli prints them."""
+        def cli(*args):
+            tls = ["--tls", "--cacert", self.tls[2]] if self.tls else []
+            return subprocess.run(["redis-cli", "-p", str(self.port), *tls, *args],
+                                  capture_output=True, check=True, timeout=30).stdout
+        out = {}
+        for key in cli("--scan").decode().split():
+            kind = cli("TYPE", key).decode().strip()
+            value = {"zset": ("ZRANGE", key, "0", "-1", "WITHSCORES"), "hash": ("HGETALL", key),
+                     "string": ("GET", key), "set": ("SMEMBERS", key),
+                     "list": ("LRANGE", key, "0", "-1")}.get(kind)
+            out[key] = cli(*value) if value else b""
+        return out
+
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()

@@ -10,9 +10,13 @@ started here on a free port without persistence.
 - a mount killed with SIGKILL while it holds leases: the other finishes within one
   lease time plus its own calls;
 - Redis stopped mid-batch: reads go on at the fallback share; Redis back: the shared
-  budget is back.
+  budget is back;
+- the shared cache (redis_cache): two mounts opening the same recordings make one
+  call each, Redis holds neither a name nor a byte nor the key, a tampered value is
+  rejected and fetched again, and a recording past redis_cache_max is not shared.
 """
 
+import base64
 import errno
 import math
 import os
@@ -287,6 +291,101 @@ class FleetTest(harness.RedisTestCase):
         with open(m.path("patience-000.WAV"), "rb") as f:
             self.assertEqual(f.read(), self.mock.raw("patience-000.WAV"))
 
+
+
+    # g ---------------------------------------------------------------------------
+    def cache_entries(self):
+        prefix = "euphoriafs:{%s}:cache:" % harness.TENANT
+        return {k: v for k, v in self.redis.dump_bytes().items() if k.startswith(prefix)}
+
+    def test_g_the_shared_cache_one_call_for_two_mounts(self):
+        # Two of them span three 1 MiB chunks each.
+        names = self.names("shared", 4, size=5_000) + self.names("sharedbig", 2, size=2_500_000)
+        a, b = self.fleet_mount("redis_cache"), self.fleet_mount("redis_cache")
+        self.mock.config(latency=0.3)
+        self.mock.reset()
+        readers = [Reader(m.path(n)) for n in names for m in (a, b)]
+        join_all(readers, 120, "both mounts opening the same names")
+        for r in readers:
+            name = os.path.basename(r.path)
+            self.assertIsNone(r.errno, "%s failed with %s" % (name, r.errno and errno.errorcode[r.errno]))
+            self.assertEqual(r.data, self.mock.raw(name), name)
+        s = self.mock.stats()
+        hits = a.counter("redis_cache_hits") + b.counter("redis_cache_hits")
+        waits = a.counter("redis_cache_waits") + b.counter("redis_cache_waits")
+        print("two mounts x %d names with redis_cache: %d calls, %d shared hits, %d waits" %
+              (len(names), sum(s["calls"].get(n, 0) for n in names), hits, waits))
+        self.assertEqual({n: s["calls"].get(n) for n in names}, {n: 1 for n in names})
+        self.assertEqual(hits, len(names))
+        self.assertEqual(a.counter("redis_cache_stores") + b.counter("redis_cache_stores"), len(names))
+        for m in (a, b):
+            self.assertEqual(m.counter("redis_cache_rejects"), 0)
+            self.assertEqual(m.counter("exceeded_replies"), 0)
+
+        # What anyone who can reach Redis sees: no name, no byte of a recording (not
+        # its header, not a window from its middle, not its base64), no key.
+        dump = self.redis.dump_bytes()
+        prefix = "euphoriafs:{%s}:" % harness.TENANT
+        self.assertEqual([k for k in dump if not k.startswith(prefix)], [])
+        entries = self.cache_entries()
+        # One entry per name, plus 1 + 1 + 1 + 1 + 3 + 3 chunks.
+        self.assertEqual(len(entries), len(names) + 10, sorted(entries))
+        blob = b"\n".join(k.encode() + b" " + v for k, v in dump.items())
+        # Each needle long enough that random bytes never hold it by chance.
+        needles = [harness.KEY.encode(), b"shared-", b"sharedbig-", b"WAVEfmt "]
+        for n in names:
+            raw = self.mock.raw(n)
+            needles += [n.encode(), raw[:12], raw[len(raw) // 2:len(raw) // 2 + 24], raw[-24:],
+                        base64.b64encode(raw[1000:1048])]
+        for needle in needles:
+            self.assertNotIn(needle, blob)
+        # Stored for what is left of the API's 30 seconds from the reply, never more.
+        for k in entries:
+            pttl = int(self.redis.command("PTTL", k).lstrip(":"))
+            self.assertGreater(pttl, 0, k)
+            self.assertLessEqual(pttl, 30_000, k)
+
+    # h ---------------------------------------------------------------------------
+    def test_h_a_tampered_value_is_rejected_and_fetched_again(self):
+        name = self.names("tamper", 1, size=2_500_000)[0]
+        a = self.fleet_mount("redis_cache")
+        with open(a.path(name), "rb") as f:
+            self.assertEqual(f.read(), self.mock.raw(name))
+        chunks = [k for k in self.cache_entries() if k.count(":") == 5]
+        self.assertEqual(len(chunks), 3, sorted(self.cache_entries()))
+        # Sixteen bytes of the middle chunk overwritten in place, its PX kept.
+        self.assertEqual(self.redis.command("SETRANGE", sorted(chunks)[1], "5000", "tampered-by-test"),
+                         ":%d" % (1024 * 1024 + 28))
+        b = self.fleet_mount("redis_cache")
+        self.mock.reset()
+        with open(b.path(name), "rb") as f:
+            self.assertEqual(f.read(), self.mock.raw(name))
+        self.assertEqual(self.mock.stats()["calls"].get(name), 1, "the tampered copy was not fetched again")
+        self.assertEqual(b.counter("redis_cache_rejects"), 1)
+        self.assertEqual(b.counter("redis_cache_hits"), 0)
+        # The good copy replaced it: a third mount is served by the fleet.
+        c = self.fleet_mount("redis_cache")
+        self.mock.reset()
+        with open(c.path(name), "rb") as f:
+            self.assertEqual(f.read(), self.mock.raw(name))
+        self.assertEqual(self.mock.stats()["calls"].get(name), None)
+        self.assertEqual(c.counter("redis_cache_hits"), 1)
+
+    # i ---------------------------------------------------------------------------
+    def test_i_a_recording_past_redis_cache_max_is_not_shared(self):
+        name = self.names("huge", 1, size=3_000_000)[0]
+        a = self.fleet_mount("redis_cache", "redis_cache_max=1M")
+        b = self.fleet_mount("redis_cache", "redis_cache_max=1M")
+        self.mock.reset()
+        for m in (a, b):
+            with open(m.path(name), "rb") as f:
+                self.assertEqual(f.read(), self.mock.raw(name))
+        self.assertEqual(self.mock.stats()["calls"].get(name), 2)
+        for m in (a, b):
+            self.assertEqual(m.counter("redis_cache_stores"), 0)
+            self.assertEqual(m.counter("redis_cache_hits"), 0)
+        # Only the sealed "not shared" mark, no chunk of it.
+        self.assertEqual([k.count(":") for k in self.cache_entries()], [3])
 
 if __name__ == "__main__":
     harness.main()

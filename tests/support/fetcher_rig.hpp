@@ -72,7 +72,8 @@ struct Rig {
 
     explicit Rig(unsigned max_concurrent = 3, std::uint64_t mem_cap = 1 << 20,
                  std::uint64_t memory_max = 256 << 10, std::uint64_t disk_cap = 8 << 20,
-                 std::string pattern = "*", const Tweak& tweak = {}) {
+                 std::string pattern = "*", const Tweak& tweak = {},
+                 core::SharedCache* shared = nullptr) {
         memory = std::make_shared<core::ByteBudget>(mem_cap);
         budget = std::make_shared<core::ByteBudget>(disk_cap);
         cache = std::make_unique<core::ContentCache>(core::CacheLimits{}, memory, budget);
@@ -84,9 +85,12 @@ struct Rig {
         config.names = core::NamePolicy(pattern);
         if (tweak) tweak(config);
         fetcher = std::make_unique<core::Fetcher>(client, *cache, clock, stats, logger, config,
-                                                  [] { return 0.5; });
+                                                  [] { return 0.5; }, nullptr, shared);
     }
     explicit Rig(const Tweak& tweak) : Rig(3, 1 << 20, 256 << 10, 8 << 20, "*", tweak) {}
+    // A host of a fleet whose shared cache is `shared`.
+    explicit Rig(core::SharedCache& shared, const Tweak& tweak = {})
+        : Rig(3, 1 << 20, 256 << 10, 8 << 20, "*", tweak, &shared) {}
     ~Rig() {
         fetcher.reset();
         cache.reset();

@@ -74,9 +74,21 @@ TEST_CASE("redis options: defaults, ranges, and no secret on the command line", 
                Catch::Contains("redis-fallback"));
     CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=redis://r1,redis_lease=2"}),
                Catch::Contains("redis-lease"));
-    // The shared cache is not built yet: refused, never silently ignored.
-    CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=redis://r1,redis_cache"}),
-               Catch::Contains("unknown option redis_cache"));
+}
+
+TEST_CASE("redis options: the shared cache lives in the fleet's Redis, and has a bound", "[cli][fleet]") {
+    auto p = parse({"acme", "/mnt", "-o", "redis=redis://r1,redis_cache"});
+    CHECK(p.config.redis_cache);
+    CHECK(p.config.redis_cache_max == 32u << 20);
+    CHECK_FALSE(parse({"acme", "/mnt", "-o", "redis=redis://r1"}).config.redis_cache);
+    CHECK(parse({"acme", "/mnt", "-o", "redis=redis://r1,redis_cache,redis_cache_max=4M"}).config.redis_cache_max ==
+          4u << 20);
+    CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis_cache"}), Catch::Contains("needs redis=URL"));
+    CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis_cache_max=4M"}), Catch::Contains("needs redis=URL"));
+    CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=redis://r1,redis_cache,redis_cache_max=2G"}),
+               Catch::Contains("at most 1G"));
+    CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=redis://r1,redis_cache,redis_cache_max=lots"}),
+               Catch::Contains("redis_cache_max"));
 }
 
 TEST_CASE("options: rediss:// where hiredis has TLS, refused with the reason where not", "[cli][fleet]") {

@@ -59,6 +59,8 @@ struct MountConfig {
     std::string redis;
     unsigned redis_fallback = 1;  // calls in flight while Redis is unreachable
     unsigned redis_lease = 15;    // seconds a lease lasts unless renewed
+    bool redis_cache = false;     // the fleet's shared, encrypted cache
+    std::uint64_t redis_cache_max = 32ull << 20;  // larger recordings are not shared
     bool pcm = true;  // the pcm/ view (nopcm turns it off)
     // mount(8) flags
     bool sloppy = false;

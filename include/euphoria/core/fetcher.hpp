@@ -40,6 +40,7 @@
 #include "euphoria/core/log.hpp"
 #include "euphoria/core/names.hpp"
 #include "euphoria/core/retry.hpp"
+#include "euphoria/core/shared_cache.hpp"
 #include "euphoria/core/stats.hpp"
 
 namespace euphoria::core {
@@ -106,10 +107,13 @@ class Fetcher {
 public:
     // `gate`, when given, is passed by every upstream call besides the mount's own
     // budget (a fleet's shared budget); it must outlive the Fetcher. Its waits run on
-    // the Fetcher's threads only.
+    // the Fetcher's threads only. `shared`, when given, is the fleet's cache: a
+    // download first looks there (and may wait there for another host's download of
+    // the name, holding one of the mount's call slots meanwhile), and gives it what it
+    // brought. It must outlive the Fetcher too.
     Fetcher(api::Client& client, ContentCache& cache, Clock& clock, Stats& stats,
             Logger& logger, FetcherConfig config, Jitter jitter = default_jitter(),
-            CallGate* gate = nullptr);
+            CallGate* gate = nullptr, SharedCache* shared = nullptr);
     ~Fetcher();  // shutdown()
     Fetcher(const Fetcher&) = delete;
     Fetcher& operator=(const Fetcher&) = delete;
@@ -235,6 +239,7 @@ private:
     const Jitter jitter_;
     OpenGate open_gate_;
     CallGate& gate_;  // open_gate_, or the one given
+    SharedCache* const shared_;
 
     // Guards everything below, and every Job's fields but its CancelToken.
     // Lock order: mutex_, then ContentCache's mutex. Never held across an upstream

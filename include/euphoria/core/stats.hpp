@@ -37,6 +37,11 @@ struct Stats {
     std::atomic<std::uint64_t> lease_waits{0};           // calls that waited for a lease
     std::atomic<std::uint64_t> lease_lapses{0};          // leases gone before their call ended
     std::atomic<std::uint64_t> shared_budget{0};         // the fleet's budget last seen
+    // The fleet's shared cache (-o redis_cache); all 0 without it.
+    std::atomic<std::uint64_t> redis_cache_hits{0};     // answers another host downloaded
+    std::atomic<std::uint64_t> redis_cache_waits{0};    // looks that waited for another host
+    std::atomic<std::uint64_t> redis_cache_stores{0};   // recordings this host shared
+    std::atomic<std::uint64_t> redis_cache_rejects{0};  // values that failed authentication
 
     // Errors handed to callers, by errno; the last slot counts any other errno.
     static constexpr std::array<int, 9> tracked_errnos{13, 2, 11, 5, 71, 110, 4, 28, 22};

@@ -1,0 +1,325 @@
+#include "euphoria/core/redis/shared_cache.hpp"
+
+#include <algorithm>
+#include <sstream>
+#include <vector>
+
+namespace euphoria::core::redis {
+
+namespace {
+
+// The entry and its time left in one step: a PTTL read apart from its GET could
+// belong to a newer value.
+constexpr const char* get_entry_lua = R"(
+return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+)";
+// Only the claimant's own token: a claim that lapsed and was taken by another host
+// is that host's now.
+constexpr const char* drop_claim_lua = R"(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+)";
+constexpr const char* renew_claim_lua = R"(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+)";
+
+constexpr std::string_view version = "v1";
+
+long long wall_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string entry_context(const std::string& id) { return "entry " + id; }
+std::string chunk_context(const std::string& id, const std::string& entry, std::size_t i) {
+    return "chunk " + id + " " + entry + " " + std::to_string(i);
+}
+
+void expect_ok(const Reply& r, const char* what) {
+    if (r.type != Reply::Type::status || r.text != "OK") {
+        throw ReplyError(std::string(what) + " was not stored");
+    }
+}
+
+}  // namespace
+
+RedisCache::RedisCache(RedisCacheConfig config, CacheCipher cipher, Stats& stats, Logger& logger)
+    : config_(std::move(config)), cipher_(std::move(cipher)),
+      prefix_("euphoriafs:{" + config_.tenant + "}:"), stats_(stats), logger_(logger),
+      get_entry_(get_entry_lua), drop_claim_(drop_claim_lua), renew_claim_(renew_claim_lua),
+      keeper_([this] { keep(); }) {}
+
+RedisCache::~RedisCache() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (keeper_.joinable()) keeper_.join();
+}
+
+template <class F>
+bool RedisCache::with_redis(F&& f) noexcept {
+    std::lock_guard lock(command_mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    try {
+        if (!conn_) {
+            if (now < retry_at_) return false;
+            conn_.emplace(config_.address, config_.password, config_.timeout);
+            if (down_) logger_.log(LogLevel::info, "shared cache: Redis answers again");
+            down_ = false;
+        }
+        f(*conn_);
+        return true;
+    } catch (const ConnectionError& e) {
+        conn_.reset();
+        retry_at_ = now + config_.reconnect;
+        if (!down_) {
+            logger_.log(LogLevel::warning, std::string("shared cache: Redis unreachable (") + e.what() +
+                                               "); downloading without it until it answers");
+        }
+        down_ = true;
+    } catch (const std::exception& e) {
+        // An error reply (a full Redis, a wrong password, a cluster redirect) or no
+        // memory: this one step goes without the shared cache.
+        logger_.log(LogLevel::warning, std::string("shared cache: ") + e.what());
+    }
+    return false;
+}
+
+void RedisCache::reject(const std::string& what) {
+    stats_.redis_cache_rejects.fetch_add(1, std::memory_order_relaxed);
+    logger_.log(LogLevel::warning, "shared cache: rejected " + what +
+                                       " that does not open under the tenant's key; downloading");
+}
+
+std::optional<SharedCache::Lookup> RedisCache::open_entry(Connection& c, const std::string& id,
+                                                          const std::string& value, long long pttl) {
+    auto plain = cipher_.open(entry_context(id), value);
+    if (!plain) {
+        reject("an entry");
+        return std::nullopt;
+    }
+    std::istringstream in(*plain);
+    std::string v, kind;
+    in >> v >> kind;
+    Lookup out;
+    std::uint64_t size = 0;
+    std::size_t chunks = 0;
+    std::string entry;
+    long long expires = 0;
+    if (kind == "recording") {
+        in >> size >> chunks >> entry >> expires;
+    } else {
+        in >> expires;
+    }
+    // Sealed by a host with the key, so a bad one is a bug or another version: not
+    // counted as tampering.
+    if (!in || v != version) return std::nullopt;
+    // An old entry played back with a new PX: its sealed expiry gives it away.
+    if (pttl <= 0 || wall_ms() > expires + config_.clock_slack.count()) {
+        reject("a replayed entry");
+        return std::nullopt;
+    }
+    out.left = std::chrono::milliseconds(pttl);
+    if (kind == "negative") {
+        out.found = Found::negative;
+        return out;
+    }
+    if (kind == "unshared") return out;  // a miss that no host claims
+    if (kind != "recording" || size > config_.max_bytes) return std::nullopt;
+    out.found = Found::recording;
+    out.bytes.reserve(size);
+    for (std::size_t i = 0; i < chunks; ++i) {
+        const auto r = c.command({"GET", key(id) + ":" + entry + ":" + std::to_string(i)});
+        if (r.is_nil()) return std::nullopt;  // evicted: a miss, not tampering
+        auto piece = cipher_.open(chunk_context(id, entry, i), r.text);
+        if (!piece) {
+            api::wipe_string(out.bytes);
+            reject("a chunk");
+            return std::nullopt;
+        }
+        if (out.bytes.size() + piece->size() > size) break;
+        out.bytes += *piece;
+        api::wipe_string(*piece);
+    }
+    if (out.bytes.size() != size) {
+        api::wipe_string(out.bytes);
+        reject("an entry whose chunks do not add up");
+        return std::nullopt;
+    }
+    return out;
+}
+
+RedisCache::Step RedisCache::look_once(Connection& c, const std::string& id, const std::string& token,
+                                       Lookup& out) {
+    const auto got = get_entry_.run(c, {key(id)}, {});
+    if (!got.at(0).is_nil()) {
+        if (auto entry = open_entry(c, id, got.at(0).text, got.at(1).as_integer())) {
+            // Too large to share: every host downloads it, none waits for another.
+            if (entry->found == Found::miss) return Step::skip;
+            out = std::move(*entry);
+            return Step::answered;
+        }
+        // Rejected or evicted: this host downloads it, and its claim makes the rest
+        // of the fleet wait for that one download.
+    }
+    const auto set = c.command({"SET", claim_key(id), token, "NX", "PX",
+                                std::to_string(config_.claim.count())});
+    if (set.is_nil()) return Step::wait;
+    std::lock_guard lock(mutex_);
+    claims_[id] = token;
+    return Step::claimed;
+}
+
+SharedCache::Lookup RedisCache::look(const std::string& name, api::CancelToken& cancel) {
+    Lookup out;
+    try {
+        const std::string id = cipher_.name_id(name);
+        const std::string token = CacheCipher::random_hex(16);
+        const auto deadline = std::chrono::steady_clock::now() + config_.wait_limit;
+        bool waited = false;
+        while (!cancel.cancelled()) {
+            Step step = Step::skip;
+            if (!with_redis([&](Connection& c) { step = look_once(c, id, token, out); })) return {};
+            if (step == Step::answered) {
+                stats_.redis_cache_hits.fetch_add(1, std::memory_order_relaxed);
+                return out;
+            }
+            if (step != Step::wait) return {};
+            if (!waited) {
+                waited = true;
+                stats_.redis_cache_waits.fetch_add(1, std::memory_order_relaxed);
+            }
+            if (std::chrono::steady_clock::now() >= deadline) {
+                logger_.log(LogLevel::warning, "shared cache: another host's download of " + name +
+                                                   " is taking too long; downloading it here");
+                return {};
+            }
+            // Short polls: the claimant's result appears within one of them.
+            std::unique_lock lock(mutex_);
+            cv_.wait_for(lock, config_.poll, [&] { return stopping_ || cancel.cancelled(); });
+            if (stopping_) return {};
+        }
+    } catch (const std::exception& e) {
+        logger_.log(LogLevel::warning, std::string("shared cache: ") + e.what());
+    }
+    return {};
+}
+
+void RedisCache::store(const std::string& name, const Content& content,
+                       std::chrono::milliseconds left) noexcept {
+    // Called before readers see the content complete, but with every byte there.
+    if (left.count() <= 0 || content.failed() || content.arrived() != content.size()) return;
+    if (content.size() > config_.max_bytes) {
+        unshare(name, left);
+        return;
+    }
+    try {
+        const std::string id = cipher_.name_id(name);
+        const std::string entry = CacheCipher::random_hex(12);
+        const std::uint64_t size = content.size();
+        const std::size_t chunks = (size + config_.chunk_bytes - 1) / config_.chunk_bytes;
+        const std::string px = std::to_string(left.count());
+        std::ostringstream meta;
+        meta << version << " recording " << size << " " << chunks << " " << entry << " "
+             << wall_ms() + left.count();
+        const bool stored = with_redis([&](Connection& c) {
+            // One chunk sealed at a time: memory stays at a chunk, not a recording.
+            std::string plain(config_.chunk_bytes, '\0');
+            c.command({"MULTI"});
+            try {
+                for (std::size_t i = 0; i < chunks; ++i) {
+                    const std::uint64_t at = i * config_.chunk_bytes;
+                    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(config_.chunk_bytes, size - at));
+                    if (content.read(plain.data(), want, at) != static_cast<long>(want)) {
+                        throw ReplyError("the cached recording could not be read back");
+                    }
+                    const auto sealed = cipher_.seal(chunk_context(id, entry, i), std::string_view(plain.data(), want));
+                    c.command({"SET", key(id) + ":" + entry + ":" + std::to_string(i), sealed, "PX", px});
+                }
+                c.command({"SET", key(id), cipher_.seal(entry_context(id), meta.str()), "PX", px});
+            } catch (const ReplyError&) {
+                api::wipe_string(plain);
+                c.command({"DISCARD"});
+                throw;
+            }
+            api::wipe_string(plain);
+            const auto done = c.command({"EXEC"});
+            // EXEC answers each queued command; any error in it means a part is missing.
+            if (done.type != Reply::Type::array || done.elements.size() != chunks + 1) {
+                throw ReplyError("the shared cache's transaction was aborted");
+            }
+            for (const auto& r : done.elements) expect_ok(r, "a chunk");
+        });
+        if (stored) stats_.redis_cache_stores.fetch_add(1, std::memory_order_relaxed);
+    } catch (const std::exception& e) {
+        logger_.log(LogLevel::warning, std::string("shared cache: ") + e.what());
+    }
+}
+
+void RedisCache::put_marker(const std::string& name, const std::string& kind,
+                            std::chrono::milliseconds left) {
+    if (left.count() <= 0) return;
+    const std::string id = cipher_.name_id(name);
+    const std::string plain = std::string(version) + " " + kind + " " + std::to_string(wall_ms() + left.count());
+    with_redis([&](Connection& c) {
+        expect_ok(c.command({"SET", key(id), cipher_.seal(entry_context(id), plain), "PX",
+                             std::to_string(left.count())}),
+                  "an entry");
+    });
+}
+
+void RedisCache::store_negative(const std::string& name, std::chrono::milliseconds left) noexcept {
+    try {
+        put_marker(name, "negative", left);
+    } catch (const std::exception& e) {
+        logger_.log(LogLevel::warning, std::string("shared cache: ") + e.what());
+    }
+}
+
+void RedisCache::unshare(const std::string& name, std::chrono::milliseconds left) noexcept {
+    try {
+        put_marker(name, "unshared", left);
+        release(name);
+    } catch (const std::exception& e) {
+        logger_.log(LogLevel::warning, std::string("shared cache: ") + e.what());
+    }
+}
+
+void RedisCache::release(const std::string& name) noexcept {
+    try {
+        const std::string id = cipher_.name_id(name);
+        std::string token;
+        {
+            std::lock_guard lock(mutex_);
+            auto it = claims_.find(id);
+            if (it == claims_.end()) return;
+            token = std::move(it->second);
+            claims_.erase(it);
+        }
+        with_redis([&](Connection& c) { drop_claim_.run(c, {claim_key(id)}, {token}); });
+    } catch (const std::exception& e) {
+        logger_.log(LogLevel::warning, std::string("shared cache: ") + e.what());
+    }
+}
+
+void RedisCache::keep() {
+    const auto every = std::max(std::chrono::milliseconds(1), config_.claim / 3);
+    const std::string px = std::to_string(config_.claim.count());
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+        cv_.wait_for(lock, every, [&] { return stopping_; });
+        if (stopping_ || claims_.empty()) continue;
+        const auto held = claims_;
+        lock.unlock();
+        with_redis([&](Connection& c) {
+            for (const auto& [id, token] : held) renew_claim_.run(c, {claim_key(id)}, {token, px});
+        });
+        lock.lock();
+    }
+}
+
+}  // namespace euphoria::core::redis
