@@ -244,7 +244,8 @@ int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& ca
                 cc.max_bytes = cfg.redis_cache_max;
                 cc.claim = std::chrono::seconds(cfg.redis_lease);
                 cc.timeout = std::chrono::seconds(1);
-                shared_cache.emplace(std::move(cc), std::move(*cipher), stats, *logger);
+                shared_cache.emplace(std::move(cc), *cipher, stats, *logger);
+                cipher.reset();  // one copy of the keys, not two
             }
             if (!cfg.redis.empty()) join_fleet(shared, cfg, std::move(redis_password), stats, *logger);
             fetcher.emplace(client, cache, clock, stats, *logger, fc, core::default_jitter(),

@@ -45,8 +45,8 @@ void expect_ok(const Reply& r, const char* what) {
 
 }  // namespace
 
-RedisCache::RedisCache(RedisCacheConfig config, CacheCipher cipher, Stats& stats, Logger& logger)
-    : config_(std::move(config)), cipher_(std::move(cipher)),
+RedisCache::RedisCache(RedisCacheConfig config, const CacheCipher& cipher, Stats& stats, Logger& logger)
+    : config_(std::move(config)), cipher_(cipher),
       prefix_("euphoriafs:{" + config_.tenant + "}:"), stats_(stats), logger_(logger),
       get_entry_(get_entry_lua), drop_claim_(drop_claim_lua), renew_claim_(renew_claim_lua),
       keeper_([this] { keep(); }) {}

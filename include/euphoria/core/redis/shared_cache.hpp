@@ -56,7 +56,7 @@ struct RedisCacheConfig {
 class RedisCache final : public SharedCache {
 public:
     // Connects lazily: an unreachable Redis at mount is a miss for every look.
-    RedisCache(RedisCacheConfig config, CacheCipher cipher, Stats& stats, Logger& logger);
+    RedisCache(RedisCacheConfig config, const CacheCipher& cipher, Stats& stats, Logger& logger);
     ~RedisCache() override;
     RedisCache(const RedisCache&) = delete;
     RedisCache& operator=(const RedisCache&) = delete;
