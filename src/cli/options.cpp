@@ -285,12 +285,16 @@ ParsedCommandLine parse(int argc, const char* const* argv) {
         cfg.redis_cache_max = parse_size("redis_cache_max", vm["redis-cache-max"].as<std::string>());
         if (cfg.redis_cache_max > (1ull << 30)) throw UsageError("option redis_cache_max is at most 1G");
     }
-    if ((cfg.redis_cache || vm.count("redis-cache-max")) && cfg.redis.empty()) {
-        throw UsageError("option redis_cache needs redis=URL: the cache is kept in the fleet's Redis");
-    }
     cfg.pcm = vm.count("nopcm") == 0;
     if (cfg.endpoint.empty()) cfg.endpoint = std::string(api::default_endpoint);
     if (vm.count("cache-ttl")) cfg.cache_ttl = in_range<unsigned>(vm, "cache-ttl", 0, 30);
+    if ((cfg.redis_cache || vm.count("redis-cache-max")) && cfg.redis.empty()) {
+        throw UsageError("option redis_cache needs redis=URL: the cache is kept in the fleet's Redis");
+    }
+    // Such a mount would claim names and share nothing: the fleet would wait for it.
+    if (cfg.redis_cache && cfg.cache_ttl == 0) {
+        throw UsageError("option redis_cache shares what the cache keeps, and cache_ttl=0 keeps nothing");
+    }
     if (vm.count("max-concurrent")) cfg.max_concurrent = in_range<unsigned>(vm, "max-concurrent", 1, 3);
     if (vm.count("timeout")) cfg.timeout = in_range<unsigned>(vm, "timeout", 1, 3600);
     if (vm.count("retries")) cfg.retries = in_range<unsigned>(vm, "retries", 0, 10);

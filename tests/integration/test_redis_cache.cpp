@@ -39,15 +39,19 @@ struct Host {
     core::NullLogger logger;
     RedisCache shared;
     Rig rig;
-    Host(const test::RedisServer& server, std::uint64_t max = 32 << 20, const api::Secret& key = api_key)
-        : shared(config(server, max), CacheCipher(key, "demo"), stats, logger), rig(shared) {}
-    static RedisCacheConfig config(const test::RedisServer& server, std::uint64_t max) {
+    Host(const test::RedisServer& server, std::uint64_t max = 32 << 20, const api::Secret& key = api_key,
+         std::chrono::seconds ttl = 30s, std::chrono::milliseconds wait_limit = 60s)
+        : shared(config(server, max, wait_limit), CacheCipher(key, "demo"), stats, logger),
+          rig(shared, [ttl](core::FetcherConfig& c) { c.ttl = ttl; }) {}
+    static RedisCacheConfig config(const test::RedisServer& server, std::uint64_t max,
+                                   std::chrono::milliseconds wait_limit) {
         RedisCacheConfig c;
         c.address = server.address();
         c.tenant = "demo";
         c.max_bytes = max;
         c.chunk_bytes = 4096;  // several chunks for small test recordings
         c.claim = 3s;
+        c.wait_limit = wait_limit;
         return c;
     }
 };
@@ -58,6 +62,15 @@ std::vector<std::string> keys(Connection& c) {
     std::vector<std::string> out;
     for (const auto& k : c.command({"KEYS", "*"}).elements) out.push_back(k.text);
     return out;
+}
+
+// The keys expire (PX) within a few seconds.
+bool eventually_gone(Connection& c) {
+    for (int i = 0; i < 100; ++i) {
+        if (keys(c).empty()) return true;
+        std::this_thread::sleep_for(50ms);
+    }
+    return false;
 }
 
 }  // namespace
@@ -98,6 +111,12 @@ TEST_CASE("redis cache: two hosts, one call; Redis holds neither name nor bytes 
         CHECK(pttl > 0);
         CHECK(pttl <= 30000);
     }
+    // A host whose own redis_cache_max is smaller still takes what others shared.
+    Host small(server, 1000);
+    REQUIRE(small.rig.get(name).error == 0);
+    CHECK(small.rig.client.total_calls() == 0);
+    CHECK(small.stats.redis_cache_hits.load() == 1);
+
     // A host with another key shares nothing with this fleet.
     Host other(server, 32 << 20, api::Secret("another-key"));
     other.rig.client.script(name, {FakeReply::ok(big_recording())});
@@ -143,6 +162,17 @@ TEST_CASE("redis cache: a claimant that vanishes or fails leaves the name to the
     REQUIRE(got.error == 0);
     CHECK(b.stats.redis_cache_waits.load() == 1);
     CHECK(b.rig.client.calls(name) == 1);
+
+    // A claim that never lapses (planted by a client without the key) delays a host
+    // by wait_limit at most.
+    Host patient(server, 32 << 20, api_key, 30s, 500ms);
+    c.command({"SET", "euphoriafs:{demo}:claim:" + CacheCipher(api_key, "demo").name_id("held.wav"), "x"});
+    patient.rig.client.script("held.wav", {FakeReply::ok(big_recording())});
+    const auto started = std::chrono::steady_clock::now();
+    REQUIRE(patient.rig.get("held.wav").error == 0);
+    CHECK(std::chrono::steady_clock::now() - started >= 500ms);
+    CHECK(patient.rig.client.calls("held.wav") == 1);
+    CHECK(patient.stats.redis_cache_waits.load() == 1);
 
     // A failed download (EACCES) drops its claim at once: the next host does not wait.
     Host a(server), d(server);
@@ -219,6 +249,22 @@ TEST_CASE("redis cache: a tampered value is rejected, counted and fetched again"
     }
     SECTION("a planted entry") {
         c.command({"SET", entry_key, std::string(80, 'x'), "PX", "20000"});
+        read_again();
+    }
+    SECTION("a genuine entry played back after its time, with a new PX") {
+        // Shared for one second; once it is gone, its sealed values come back.
+        std::vector<std::pair<std::string, std::string>> saved;
+        {
+            Host a(server, 32 << 20, api_key, 1s);
+            a.rig.client.script(name, {FakeReply::ok(big_recording())});
+            REQUIRE(a.rig.get(name).error == 0);
+            for (const auto& k : keys(c)) saved.emplace_back(k, c.command({"GET", k}).text);
+        }
+        REQUIRE(saved.size() == 4);
+        REQUIRE(eventually_gone(c));
+        // Past the slack for the moment between sealing and storing, too.
+        std::this_thread::sleep_for(1200ms);
+        for (const auto& [k, v] : saved) c.command({"SET", k, v, "PX", "20000"});
         read_again();
     }
     SECTION("an entry moved from another name") {

@@ -87,6 +87,9 @@ TEST_CASE("redis options: the shared cache lives in the fleet's Redis, and has a
     CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis_cache_max=4M"}), Catch::Contains("needs redis=URL"));
     CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=redis://r1,redis_cache,redis_cache_max=2G"}),
                Catch::Contains("at most 1G"));
+    CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=redis://r1,redis_cache,cache_ttl=0"}),
+               Catch::Contains("cache_ttl=0 keeps nothing"));
+    CHECK(parse({"acme", "/mnt", "-o", "redis=redis://r1,redis_cache,cache_ttl=5"}).config.cache_ttl == 5);
     CHECK_THAT(refusal({"acme", "/mnt", "-o", "redis=redis://r1,redis_cache,redis_cache_max=lots"}),
                Catch::Contains("redis_cache_max"));
 }

@@ -8,10 +8,13 @@ namespace euphoria::core::redis {
 
 namespace {
 
-// The entry and its time left in one step: a PTTL read apart from its GET could
-// belong to a newer value.
+// The entry, its time left and Redis's clock in one step: a PTTL read apart from its
+// GET could belong to a newer value. GET's nil is false here, which stays a nil reply
+// in the table. Milliseconds since the epoch fit a Lua number exactly.
 constexpr const char* get_entry_lua = R"(
-return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+local t = redis.call('TIME')
+return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]),
+        tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
 )";
 // Only the claimant's own token: a claim that lapsed and was taken by another host
 // is that host's now.
@@ -26,11 +29,16 @@ return 0
 
 constexpr std::string_view version = "v1";
 
-long long wall_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
+// Redis's clock, as the leases use it: an entry's sealed expiry must mean the same on
+// every host, whatever their clocks say.
+long long redis_ms(Connection& c) {
+    const auto t = c.command({"TIME"});
+    return t.at(0).as_integer() * 1000 + t.at(1).as_integer() / 1000;
 }
+
+// What a reader takes: whatever a host with the key shared, up to redis_cache_max's
+// own bound, so hosts with different redis_cache_max still share.
+constexpr std::uint64_t largest_entry = 1ull << 30;
 
 std::string entry_context(const std::string& id) { return "entry " + id; }
 std::string chunk_context(const std::string& id, const std::string& entry, std::size_t i) {
@@ -96,7 +104,8 @@ void RedisCache::reject(const std::string& what) {
 }
 
 std::optional<SharedCache::Lookup> RedisCache::open_entry(Connection& c, const std::string& id,
-                                                          const std::string& value, long long pttl) {
+                                                          const std::string& value, long long pttl,
+                                                          long long now_ms) {
     auto plain = cipher_.open(entry_context(id), value);
     if (!plain) {
         reject("an entry");
@@ -118,18 +127,20 @@ std::optional<SharedCache::Lookup> RedisCache::open_entry(Connection& c, const s
     // Sealed by a host with the key, so a bad one is a bug or another version: not
     // counted as tampering.
     if (!in || v != version) return std::nullopt;
-    // An old entry played back with a new PX: its sealed expiry gives it away.
-    if (pttl <= 0 || wall_ms() > expires + config_.clock_slack.count()) {
+    // An old entry played back with a new PX: its sealed expiry, on Redis's clock,
+    // gives it away. A genuine one never outlives it (its PX ends there), but for the
+    // moment between the TIME and the SET that sealed it.
+    if (pttl <= 0 || now_ms > expires + config_.replay_slack.count()) {
         reject("a replayed entry");
         return std::nullopt;
     }
-    out.left = std::chrono::milliseconds(pttl);
+    out.left = std::chrono::milliseconds(std::max(1LL, std::min(pttl, expires - now_ms)));
     if (kind == "negative") {
         out.found = Found::negative;
         return out;
     }
     if (kind == "unshared") return out;  // a miss that no host claims
-    if (kind != "recording" || size > config_.max_bytes) return std::nullopt;
+    if (kind != "recording" || size > largest_entry) return std::nullopt;
     out.found = Found::recording;
     out.bytes.reserve(size);
     for (std::size_t i = 0; i < chunks; ++i) {
@@ -157,7 +168,7 @@ RedisCache::Step RedisCache::look_once(Connection& c, const std::string& id, con
                                        Lookup& out) {
     const auto got = get_entry_.run(c, {key(id)}, {});
     if (!got.at(0).is_nil()) {
-        if (auto entry = open_entry(c, id, got.at(0).text, got.at(1).as_integer())) {
+        if (auto entry = open_entry(c, id, got.at(0).text, got.at(1).as_integer(), got.at(2).as_integer())) {
             // Too large to share: every host downloads it, none waits for another.
             if (entry->found == Found::miss) return Step::skip;
             out = std::move(*entry);
@@ -223,10 +234,10 @@ void RedisCache::store(const std::string& name, const Content& content,
         const std::uint64_t size = content.size();
         const std::size_t chunks = (size + config_.chunk_bytes - 1) / config_.chunk_bytes;
         const std::string px = std::to_string(left.count());
-        std::ostringstream meta;
-        meta << version << " recording " << size << " " << chunks << " " << entry << " "
-             << wall_ms() + left.count();
         const bool stored = with_redis([&](Connection& c) {
+            std::ostringstream meta;
+            meta << version << " recording " << size << " " << chunks << " " << entry << " "
+                 << redis_ms(c) + left.count();
             // One chunk sealed at a time: memory stays at a chunk, not a recording.
             std::string plain(config_.chunk_bytes, '\0');
             c.command({"MULTI"});
@@ -264,8 +275,9 @@ void RedisCache::put_marker(const std::string& name, const std::string& kind,
                             std::chrono::milliseconds left) {
     if (left.count() <= 0) return;
     const std::string id = cipher_.name_id(name);
-    const std::string plain = std::string(version) + " " + kind + " " + std::to_string(wall_ms() + left.count());
     with_redis([&](Connection& c) {
+        const std::string plain =
+            std::string(version) + " " + kind + " " + std::to_string(redis_ms(c) + left.count());
         expect_ok(c.command({"SET", key(id), cipher_.seal(entry_context(id), plain), "PX",
                              std::to_string(left.count())}),
                   "an entry");

@@ -48,9 +48,9 @@ struct RedisCacheConfig {
     std::chrono::milliseconds timeout{1000};
     // After a failed connect, the shared cache is skipped (a miss) this long.
     std::chrono::milliseconds reconnect{1000};
-    // An entry whose sealed expiry is further past than this is a replay, not an
-    // entry: rejected, whatever its PX says.
-    std::chrono::milliseconds clock_slack{60000};
+    // An entry whose sealed expiry (Redis's clock) is further past than this is a
+    // replay, not an entry: rejected, whatever its PX says.
+    std::chrono::milliseconds replay_slack{1000};
 };
 
 class RedisCache final : public SharedCache {
@@ -77,7 +77,7 @@ private:
     // The sealed entry `value` with `pttl` left; none (and counted) when it does not
     // open or does not add up.
     std::optional<Lookup> open_entry(Connection& c, const std::string& id, const std::string& value,
-                                     long long pttl);
+                                     long long pttl, long long now_ms);
     void put_marker(const std::string& name, const std::string& kind, std::chrono::milliseconds left);
     void reject(const std::string& what);
     // Runs `f` with a live connection under command_mutex_; false when there is none,
