@@ -197,7 +197,7 @@ void probe_in_turn(api::Client& client, const MountConfig& cfg, const api::Secre
 
 int serve(const MountConfig& cfg, api::CurlClient& client, const std::string& cache_dir,
           const std::optional<core::TimeZone>& zone, std::optional<Daemon>& daemon,
-          api::Secret redis_password, std::optional<core::redis::CacheCipher> cipher) {
+          api::Secret redis_password, std::optional<core::redis::CacheCipher>& cipher) {
     std::unique_ptr<core::Logger> logger;
     if (cfg.foreground) {
         logger = std::make_unique<StderrLogger>(cfg.debug || cfg.verbose);
@@ -383,7 +383,7 @@ int run(int argc, const char* const* argv) {
             throw Fatal{exit_mount_failure, e.what()};
         }
         if (!cfg.foreground) daemon.emplace(Daemon::detach());
-        return serve(cfg, client, cache_dir, zone, daemon, std::move(redis_password), std::move(cipher));
+        return serve(cfg, client, cache_dir, zone, daemon, std::move(redis_password), cipher);
     } catch (const Fatal& f) {
         if (daemon) {
             daemon->failed(f.code, "mount.euphoria: " + f.message);

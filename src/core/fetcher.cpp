@@ -651,19 +651,20 @@ private:
     bool reported_ = false;
 };
 
-// Every look() that missed is released, however the download ends.
+// A look()'s claim is given up however the download ends.
 class ClaimRelease {
 public:
-    ClaimRelease(SharedCache* cache, const std::string& name) : cache_(cache), name_(name) {}
+    ClaimRelease(SharedCache* cache, std::shared_ptr<const std::string> claim)
+        : cache_(cache), claim_(std::move(claim)) {}
     ~ClaimRelease() {
-        if (cache_) cache_->release(name_);
+        if (cache_) cache_->release(*claim_);
     }
     ClaimRelease(const ClaimRelease&) = delete;
     ClaimRelease& operator=(const ClaimRelease&) = delete;
 
 private:
     SharedCache* cache_;
-    const std::string& name_;
+    std::shared_ptr<const std::string> claim_;
 };
 
 std::chrono::milliseconds millis_left(Clock::time_point until, Clock::time_point now) {
@@ -691,16 +692,19 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
     }
     // A kept builder's job looked at the fleet's cache on its first attempt.
     const bool first_attempt = !made;
+    // This download's claim on the name in the fleet's cache, once look() took it.
+    // Shared with the published callback, which a kept builder may outlive us with.
+    auto claim_token = std::make_shared<std::string>();
     if (!made) {
         // With verify=md5 no reader may see a byte before the whole download matched
         // the listing's MD5, so such a download answers nobody early.
         ContentBuilder::Published published;
         if (!(config_.verify_md5 && hint && !hint->md5.empty())) {
-            published = [this, &job, mtime](std::shared_ptr<const Content> content) {
+            published = [this, &job, mtime, claim_token](std::shared_ptr<const Content> content) {
                 // Hosts waiting for this download need not wait for its end to learn
                 // that it will not be shared.
                 if (shared_ && content->size() > shared_->max_bytes()) {
-                    shared_->unshare(job.name, config_.ttl);
+                    shared_->unshare(job.name, *claim_token, config_.ttl);
                 }
                 publish(job, std::move(content), mtime);
             };
@@ -731,7 +735,8 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
     try {
         if (shared_ && first_attempt) {
             fleet = shared_->look(job.name, job.cancel);
-            if (fleet.found == SharedCache::Found::miss) claim.emplace(shared_, job.name);
+            *claim_token = fleet.claim;
+            claim.emplace(shared_, claim_token);
         }
         if (fleet.found == SharedCache::Found::negative) {
             throw api::ApiError(ENOENT, api::ErrorKind::not_found,
@@ -801,7 +806,8 @@ Fetcher::Outcome Fetcher::download(Job& job, FetchResult& out, bool& admitted,
                                         (r.recording.content->on_disk() ? " (disk)" : "") +
                                         (from_fleet ? " (from the fleet's cache)" : ""));
         out = std::move(r);
-        admitted = !admission_sink.reported();
+        // Another host's download used no slot of ours: the window learns nothing.
+        admitted = !from_fleet && !admission_sink.reported();
         return Outcome::finished;
     } catch (const TenantFull&) {
         if (builder.published()) {

@@ -163,11 +163,18 @@ TEST_CASE("redis cache: a claimant that vanishes or fails leaves the name to the
     CHECK(b.stats.redis_cache_waits.load() == 1);
     CHECK(b.rig.client.calls(name) == 1);
 
-    // A claim that never lapses (planted by a client without the key) delays a host
-    // by wait_limit at most.
+    // Claims planted by a client without the key: one with no expiry, which no host
+    // sets, is not waited for; one that looks like a host's delays a host by
+    // wait_limit at most.
     Host patient(server, 32 << 20, api_key, 30s, 500ms);
-    c.command({"SET", "euphoriafs:{demo}:claim:" + CacheCipher(api_key, "demo").name_id("held.wav"), "x"});
+    const CacheCipher cipher(api_key, "demo");
+    c.command({"SET", "euphoriafs:{demo}:claim:" + cipher.name_id("forever.wav"), "x"});
+    c.command({"SET", "euphoriafs:{demo}:claim:" + cipher.name_id("held.wav"), "x", "PX", "290000"});
+    patient.rig.client.script("forever.wav", {FakeReply::ok(big_recording())});
     patient.rig.client.script("held.wav", {FakeReply::ok(big_recording())});
+    REQUIRE(patient.rig.get("forever.wav").error == 0);
+    CHECK(patient.rig.client.calls("forever.wav") == 1);
+    CHECK(patient.stats.redis_cache_waits.load() == 0);
     const auto started = std::chrono::steady_clock::now();
     REQUIRE(patient.rig.get("held.wav").error == 0);
     CHECK(std::chrono::steady_clock::now() - started >= 500ms);

@@ -3,6 +3,8 @@
 // redis-server: tests/integration/test_redis_cache.cpp.
 
 #include <cerrno>
+#include <future>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -23,13 +25,17 @@ namespace {
 // Answers look() from `answer` and records every call the Fetcher makes.
 class FakeSharedCache final : public SharedCache {
 public:
-    Lookup answer;
+    Lookup answer;  // for names not in by_name
+    std::map<std::string, Lookup> by_name;
     std::uint64_t max = 1 << 20;
 
     Lookup look(const std::string& name, api::CancelToken&) override {
         std::lock_guard lock(m);
         log.push_back("look " + name);
-        return answer;
+        auto it = by_name.find(name);
+        Lookup out = it != by_name.end() ? it->second : answer;
+        if (out.found == Found::miss) out.claim = "claim-of-" + name;
+        return out;
     }
     void store(const std::string& name, const core::Content& content, std::chrono::milliseconds left) noexcept override {
         std::lock_guard lock(m);
@@ -42,13 +48,14 @@ public:
         log.push_back("negative " + name);
         stored_left = left;
     }
-    void unshare(const std::string& name, std::chrono::milliseconds) noexcept override {
+    void unshare(const std::string& name, const std::string& claim, std::chrono::milliseconds) noexcept override {
         std::lock_guard lock(m);
-        log.push_back("unshare " + name);
+        log.push_back("unshare " + name + " " + claim);
     }
-    void release(const std::string& name) noexcept override {
+    void release(const std::string& claim) noexcept override {
+        if (claim.empty()) return;  // as RedisCache: a look that took no claim
         std::lock_guard lock(m);
-        log.push_back("release " + name);
+        log.push_back("release " + claim);
     }
     std::uint64_t max_bytes() const noexcept override { return max; }
 
@@ -105,6 +112,28 @@ TEST_CASE("shared cache: another host's ENOENT is a negative entry, without a ca
     CHECK(r.stats.budget.load() == 3);
 }
 
+TEST_CASE("shared cache: hits teach the mount's window nothing", "[shared]") {
+    FakeSharedCache shared;
+    for (int i = 0; i < 4; ++i) {
+        shared.by_name[test::name_of(i)].found = SharedCache::Found::recording;
+        shared.by_name[test::name_of(i)].bytes = test::riff_of(100);
+        shared.by_name[test::name_of(i)].left = 20s;
+    }
+    Rig r(shared, [](core::FetcherConfig& c) { c.retry.retries = 0; });
+    r.client.script("busy.wav", {test::FakeReply::fail(EAGAIN, api::ErrorKind::busy),
+                                 test::FakeReply::ok(test::riff_of(100))});
+    auto busy = std::async(std::launch::async, [&] { return r.get("busy.wav"); });
+    REQUIRE(test::eventually([&] { return r.stats.exceeded_replies.load() == 1; }));
+    r.clock.advance(1s);
+    REQUIRE(busy.get().error == 0);
+    // Halved to 1 by the "exceeded", then 2 after the call that got through.
+    REQUIRE(r.stats.budget.load() == 2);
+    // Were hits admissions, four would take it to 3 (2 -> 2.5 -> 2.9 -> 3).
+    for (int i = 0; i < 4; ++i) REQUIRE(r.get(test::name_of(i)).error == 0);
+    CHECK(r.client.total_calls() == 2);
+    CHECK(r.stats.budget.load() == 2);
+}
+
 TEST_CASE("shared cache: a miss is downloaded, shared for its 30 seconds, then released", "[shared]") {
     FakeSharedCache shared;
     Rig r(shared);
@@ -112,7 +141,7 @@ TEST_CASE("shared cache: a miss is downloaded, shared for its 30 seconds, then r
     auto got = r.get("b.wav");
     REQUIRE(got.error == 0);
     CHECK(r.client.calls("b.wav") == 1);
-    CHECK(shared.calls() == std::vector<std::string>{"look b.wav", "store b.wav", "release b.wav"});
+    CHECK(shared.calls() == std::vector<std::string>{"look b.wav", "store b.wav", "release claim-of-b.wav"});
     CHECK(shared.stored == test::riff_of(3000));
     CHECK(shared.stored_left == 30s);
 }
@@ -125,8 +154,8 @@ TEST_CASE("shared cache: the API's ENOENT is shared; other failures only release
     CHECK(r.get("none.wav").error == ENOENT);
     CHECK(r.get("denied.wav").error == EACCES);
     CHECK(shared.calls() == std::vector<std::string>{"look none.wav", "negative none.wav",
-                                                     "release none.wav", "look denied.wav",
-                                                     "release denied.wav"});
+                                                     "release claim-of-none.wav", "look denied.wav",
+                                                     "release claim-of-denied.wav"});
     CHECK(shared.stored_left == 30s);
 }
 
@@ -140,8 +169,9 @@ TEST_CASE("shared cache: a recording past max_bytes is unshared once its header 
     const auto calls = shared.calls();
     REQUIRE(calls.size() >= 3);
     CHECK(calls.front() == "look big.wav");
-    CHECK(calls[1] == "unshare big.wav");
-    CHECK(calls.back() == "release big.wav");
+    // With this download's own claim, which the end of the download gives up too.
+    CHECK(calls[1] == "unshare big.wav claim-of-big.wav");
+    CHECK(calls.back() == "release claim-of-big.wav");
 }
 
 TEST_CASE("cache cipher: sealed values open only under their own context and key", "[shared]") {

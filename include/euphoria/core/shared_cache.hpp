@@ -5,7 +5,7 @@
 // look() is the cross-host single flight. It answers from the shared cache, or it
 // waits while another host downloads the name, or it tells this host to download
 // (then it may hold the name's claim, so that other hosts wait for it). Every look()
-// that missed is followed by exactly one release(), after store() or
+// that missed is followed by exactly one release() of its claim, after store() or
 // store_negative() when there was something to share.
 //
 // Everything here is best effort: a shared cache that fails or is unreachable is a
@@ -34,6 +34,8 @@ public:
         std::string bytes;
         // What is left of the API's 30 seconds, counted from the reply that brought it.
         std::chrono::milliseconds left{0};
+        // A miss: this look's claim on the name, for release(); empty when it took none.
+        std::string claim;
     };
     // On a Fetcher thread, never a FUSE one: it may wait for another host's download.
     // `cancel` ends the wait (a miss).
@@ -43,10 +45,13 @@ public:
                        std::chrono::milliseconds left) noexcept = 0;
     virtual void store_negative(const std::string& name, std::chrono::milliseconds left) noexcept = 0;
     // The recording will not be shared (larger than max_bytes()): hosts waiting for
-    // this one download it themselves now, rather than after it.
-    virtual void unshare(const std::string& name, std::chrono::milliseconds left) noexcept = 0;
-    // Gives up this host's claim on the name, if it holds one.
-    virtual void release(const std::string& name) noexcept = 0;
+    // this one download it themselves now, rather than after it. `claim` (may be
+    // empty) is given up.
+    virtual void unshare(const std::string& name, const std::string& claim,
+                         std::chrono::milliseconds left) noexcept = 0;
+    // Gives up the claim a look() took (Lookup::claim): never another look's, even
+    // of the same name.
+    virtual void release(const std::string& claim) noexcept = 0;
     virtual std::uint64_t max_bytes() const noexcept = 0;
 };
 

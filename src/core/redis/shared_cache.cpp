@@ -18,6 +18,15 @@ return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]),
 )";
 // Only the claimant's own token: a claim that lapsed and was taken by another host
 // is that host's now.
+// Takes the claim (1); or tells whether the one there is a host's (0) or planted by
+// someone without the key (-1): no host sets a claim without an expiry, or past the
+// longest lease.
+constexpr const char* take_claim_lua = R"(
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+local t = redis.call('PTTL', KEYS[1])
+if t == -1 or t > tonumber(ARGV[3]) then return -1 end
+return 0
+)";
 constexpr const char* drop_claim_lua = R"(
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -56,7 +65,8 @@ void expect_ok(const Reply& r, const char* what) {
 RedisCache::RedisCache(RedisCacheConfig config, const CacheCipher& cipher, Stats& stats, Logger& logger)
     : config_(std::move(config)), cipher_(cipher),
       prefix_("euphoriafs:{" + config_.tenant + "}:"), stats_(stats), logger_(logger),
-      get_entry_(get_entry_lua), drop_claim_(drop_claim_lua), renew_claim_(renew_claim_lua),
+      get_entry_(get_entry_lua), take_claim_(take_claim_lua), drop_claim_(drop_claim_lua),
+      renew_claim_(renew_claim_lua),
       keeper_([this] { keep(); }) {}
 
 RedisCache::~RedisCache() {
@@ -68,6 +78,13 @@ RedisCache::~RedisCache() {
     if (keeper_.joinable()) keeper_.join();
 }
 
+void RedisCache::warn(const std::string& what) noexcept {
+    try {
+        logger_.log(LogLevel::warning, "shared cache: " + what);
+    } catch (...) {  // out of memory: the line is lost, nothing else
+    }
+}
+
 template <class F>
 bool RedisCache::with_redis(F&& f) noexcept {
     std::lock_guard lock(command_mutex_);
@@ -75,6 +92,8 @@ bool RedisCache::with_redis(F&& f) noexcept {
     try {
         if (!conn_) {
             if (now < retry_at_) return false;
+            // Any failure to connect, a refused password too, waits before the next try.
+            retry_at_ = now + config_.reconnect;
             conn_.emplace(config_.address, config_.password, config_.timeout);
             if (down_) logger_.log(LogLevel::info, "shared cache: Redis answers again");
             down_ = false;
@@ -83,16 +102,21 @@ bool RedisCache::with_redis(F&& f) noexcept {
         return true;
     } catch (const ConnectionError& e) {
         conn_.reset();
-        retry_at_ = now + config_.reconnect;
         if (!down_) {
-            logger_.log(LogLevel::warning, std::string("shared cache: Redis unreachable (") + e.what() +
-                                               "); downloading without it until it answers");
+            warn(std::string("Redis unreachable (") + e.what() + "); downloading without it until it answers");
         }
         down_ = true;
+    } catch (const ReplyError& e) {
+        // An error reply (a full Redis, a wrong password, a cluster redirect): this
+        // one step goes without the shared cache; the connection is sound.
+        warn(e.what());
     } catch (const std::exception& e) {
-        // An error reply (a full Redis, a wrong password, a cluster redirect) or no
-        // memory: this one step goes without the shared cache.
-        logger_.log(LogLevel::warning, std::string("shared cache: ") + e.what());
+        // Out of memory, or libcrypto: the connection may be mid-transaction, so it
+        // goes, and the next step starts afresh.
+        conn_.reset();
+        warn(e.what());
+    } catch (...) {
+        conn_.reset();
     }
     return false;
 }
@@ -145,14 +169,20 @@ std::optional<SharedCache::Lookup> RedisCache::open_entry(Connection& c, const s
     out.bytes.reserve(size);
     for (std::size_t i = 0; i < chunks; ++i) {
         const auto r = c.command({"GET", key(id) + ":" + entry + ":" + std::to_string(i)});
-        if (r.is_nil()) return std::nullopt;  // evicted: a miss, not tampering
+        if (r.is_nil()) {  // evicted: a miss, not tampering
+            api::wipe_string(out.bytes);
+            return std::nullopt;
+        }
         auto piece = cipher_.open(chunk_context(id, entry, i), r.text);
         if (!piece) {
             api::wipe_string(out.bytes);
             reject("a chunk");
             return std::nullopt;
         }
-        if (out.bytes.size() + piece->size() > size) break;
+        if (out.bytes.size() + piece->size() > size) {
+            api::wipe_string(*piece);
+            break;
+        }
         out.bytes += *piece;
         api::wipe_string(*piece);
     }
@@ -177,11 +207,18 @@ RedisCache::Step RedisCache::look_once(Connection& c, const std::string& id, con
         // Rejected or evicted: this host downloads it, and its claim makes the rest
         // of the fleet wait for that one download.
     }
-    const auto set = c.command({"SET", claim_key(id), token, "NX", "PX",
-                                std::to_string(config_.claim.count())});
-    if (set.is_nil()) return Step::wait;
+    const auto taken = take_claim_.run(c, {claim_key(id)},
+                                       {token, std::to_string(config_.claim.count()),
+                                        std::to_string(config_.longest_claim.count())})
+                           .as_integer();
+    if (taken == 0) return Step::wait;
+    if (taken < 0) {
+        warn("a claim without the expiry any host sets; downloading without waiting for it");
+        return Step::skip;
+    }
     std::lock_guard lock(mutex_);
-    claims_[id] = token;
+    claims_[token] = id;
+    out.claim = token;
     return Step::claimed;
 }
 
@@ -199,6 +236,7 @@ SharedCache::Lookup RedisCache::look(const std::string& name, api::CancelToken& 
                 stats_.redis_cache_hits.fetch_add(1, std::memory_order_relaxed);
                 return out;
             }
+            if (step == Step::claimed) return out;
             if (step != Step::wait) return {};
             if (!waited) {
                 waited = true;
@@ -215,7 +253,7 @@ SharedCache::Lookup RedisCache::look(const std::string& name, api::CancelToken& 
             if (stopping_) return {};
         }
     } catch (const std::exception& e) {
-        logger_.log(LogLevel::warning, std::string("shared cache: ") + e.what());
+        warn(e.what());
     }
     return {};
 }
@@ -225,7 +263,7 @@ void RedisCache::store(const std::string& name, const Content& content,
     // Called before readers see the content complete, but with every byte there.
     if (left.count() <= 0 || content.failed() || content.arrived() != content.size()) return;
     if (content.size() > config_.max_bytes) {
-        unshare(name, left);
+        unshare(name, {}, left);
         return;
     }
     try {
@@ -252,7 +290,8 @@ void RedisCache::store(const std::string& name, const Content& content,
                     c.command({"SET", key(id) + ":" + entry + ":" + std::to_string(i), sealed, "PX", px});
                 }
                 c.command({"SET", key(id), cipher_.seal(entry_context(id), meta.str()), "PX", px});
-            } catch (const ReplyError&) {
+            } catch (...) {
+                // Whatever failed, the connection must not stay mid-transaction.
                 api::wipe_string(plain);
                 c.command({"DISCARD"});
                 throw;
@@ -267,7 +306,7 @@ void RedisCache::store(const std::string& name, const Content& content,
         });
         if (stored) stats_.redis_cache_stores.fetch_add(1, std::memory_order_relaxed);
     } catch (const std::exception& e) {
-        logger_.log(LogLevel::warning, std::string("shared cache: ") + e.what());
+        warn(e.what());
     }
 }
 
@@ -288,33 +327,34 @@ void RedisCache::store_negative(const std::string& name, std::chrono::millisecon
     try {
         put_marker(name, "negative", left);
     } catch (const std::exception& e) {
-        logger_.log(LogLevel::warning, std::string("shared cache: ") + e.what());
+        warn(e.what());
     }
 }
 
-void RedisCache::unshare(const std::string& name, std::chrono::milliseconds left) noexcept {
+void RedisCache::unshare(const std::string& name, const std::string& claim,
+                         std::chrono::milliseconds left) noexcept {
     try {
         put_marker(name, "unshared", left);
-        release(name);
     } catch (const std::exception& e) {
-        logger_.log(LogLevel::warning, std::string("shared cache: ") + e.what());
+        warn(e.what());
     }
+    release(claim);
 }
 
-void RedisCache::release(const std::string& name) noexcept {
+void RedisCache::release(const std::string& claim) noexcept {
+    if (claim.empty()) return;
     try {
-        const std::string id = cipher_.name_id(name);
-        std::string token;
+        std::string id;
         {
             std::lock_guard lock(mutex_);
-            auto it = claims_.find(id);
-            if (it == claims_.end()) return;
-            token = std::move(it->second);
+            auto it = claims_.find(claim);
+            if (it == claims_.end()) return;  // given up already (unshare)
+            id = std::move(it->second);
             claims_.erase(it);
         }
-        with_redis([&](Connection& c) { drop_claim_.run(c, {claim_key(id)}, {token}); });
+        with_redis([&](Connection& c) { drop_claim_.run(c, {claim_key(id)}, {claim}); });
     } catch (const std::exception& e) {
-        logger_.log(LogLevel::warning, std::string("shared cache: ") + e.what());
+        warn(e.what());
     }
 }
 
@@ -325,12 +365,15 @@ void RedisCache::keep() {
     while (!stopping_) {
         cv_.wait_for(lock, every, [&] { return stopping_; });
         if (stopping_ || claims_.empty()) continue;
-        const auto held = claims_;
-        lock.unlock();
-        with_redis([&](Connection& c) {
-            for (const auto& [id, token] : held) renew_claim_.run(c, {claim_key(id)}, {token, px});
-        });
-        lock.lock();
+        try {
+            const auto held = claims_;
+            lock.unlock();
+            with_redis([&](Connection& c) {
+                for (const auto& [token, id] : held) renew_claim_.run(c, {claim_key(id)}, {token, px});
+            });
+        } catch (...) {  // out of memory: the claims lapse, and other hosts download
+        }
+        if (!lock.owns_lock()) lock.lock();
     }
 }
 

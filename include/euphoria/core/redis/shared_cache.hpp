@@ -42,6 +42,9 @@ struct RedisCacheConfig {
     std::size_t chunk_bytes = 1 << 20;
     // A claim lapses this long after its last renewal; renewed every third of it.
     std::chrono::milliseconds claim{15000};
+    // A claim with no expiry, or one further off than any mount sets (redis_lease is
+    // at most 300 s), was planted by someone without the key: not waited for.
+    std::chrono::milliseconds longest_claim{300000};
     // How long a host waits for another's download at most: past it, it downloads.
     std::chrono::milliseconds wait_limit{60000};
     std::chrono::milliseconds poll{50};
@@ -65,8 +68,9 @@ public:
     void store(const std::string& name, const Content& content,
                std::chrono::milliseconds left) noexcept override;
     void store_negative(const std::string& name, std::chrono::milliseconds left) noexcept override;
-    void unshare(const std::string& name, std::chrono::milliseconds left) noexcept override;
-    void release(const std::string& name) noexcept override;
+    void unshare(const std::string& name, const std::string& claim,
+                 std::chrono::milliseconds left) noexcept override;
+    void release(const std::string& claim) noexcept override;
     std::uint64_t max_bytes() const noexcept override { return config_.max_bytes; }
 
 private:
@@ -94,7 +98,9 @@ private:
     const std::string prefix_;
     Stats& stats_;
     Logger& logger_;
-    const Script get_entry_, drop_claim_, renew_claim_;
+    void warn(const std::string& what) noexcept;  // never throws, even out of memory
+
+    const Script get_entry_, take_claim_, drop_claim_, renew_claim_;
 
     // Guards conn_, retry_at_ and down_. Held for a bounded run of commands (each
     // bounded by config_.timeout). Lock order: command_mutex_, then mutex_.
@@ -106,7 +112,7 @@ private:
     // Guards claims_ and stopping_.
     std::mutex mutex_;
     std::condition_variable cv_;
-    std::unordered_map<std::string, std::string> claims_;  // name id -> token, held by us
+    std::unordered_map<std::string, std::string> claims_;  // token -> name id, held by us
     bool stopping_ = false;
     std::thread keeper_;  // last: started once the rest exists
 };
