@@ -3,13 +3,13 @@
 // a host waits for another's download rather than making its own, and what sits in
 // Redis opens for nobody without the API key.
 
-#include <cstdlib>
 #include <future>
 #include <thread>
 
 #include "catch_compat.hpp"
 #include "euphoria/core/redis/shared_cache.hpp"
 #include "fetcher_rig.hpp"
+#include "have_redis.hpp"
 #include "redis_server.hpp"
 
 using namespace euphoria;
@@ -20,16 +20,9 @@ using core::redis::RedisCacheConfig;
 using test::FakeReply;
 using test::Rig;
 using namespace std::chrono_literals;
+using test::have_redis;
 
 namespace {
-
-bool have_redis() {
-    if (!test::redis_server_binary().empty()) return true;
-    const char* ci = std::getenv("CI");  // NOLINT(concurrency-mt-unsafe)
-    if (ci && std::string(ci) == "true") FAIL("redis-server is missing in CI (tests/deps.sh)");
-    WARN("redis-server is not installed: the Redis tests did not run");
-    return false;
-}
 
 const api::Secret api_key("the-tenant-api-key");
 

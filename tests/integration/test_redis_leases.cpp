@@ -6,7 +6,6 @@
 // scripts compare scores with redis.call('TIME'), so this is what expiry is.
 
 #include <chrono>
-#include <cstdlib>
 #include <future>
 #include <thread>
 
@@ -14,6 +13,7 @@
 #include "euphoria/api/error.hpp"
 #include "euphoria/core/redis/lease_scripts.hpp"
 #include "euphoria/core/redis/shared_budget.hpp"
+#include "have_redis.hpp"
 #include "redis_server.hpp"
 
 using namespace euphoria;
@@ -23,18 +23,9 @@ using core::redis::LeaseScripts;
 using core::redis::LeaseTimes;
 using core::redis::Verdict;
 using namespace std::chrono_literals;
+using test::have_redis;
 
 namespace {
-
-// False (and a warning) outside CI when redis-server is missing; inside CI, a failure.
-bool have_redis() {
-    if (!test::redis_server_binary().empty()) return true;
-    // Read on the test's main thread, before it starts any other.
-    const char* ci = std::getenv("CI");  // NOLINT(concurrency-mt-unsafe)
-    if (ci && std::string(ci) == "true") FAIL("redis-server is missing in CI (tests/deps.sh)");
-    WARN("redis-server is not installed: the Redis tests did not run");
-    return false;
-}
 
 struct Rig {
     test::RedisServer server;
