@@ -41,6 +41,9 @@ Row (issue 12):
   T12 a fleet: two mounts on one Redis, 30 cold 100 kB recordings cp'd in parallel across
       both, mock latency 1 s
         vs the ideal ceil(30/3) x 1 s, three calls at a time      target <= 1.25x, <= 3 in flight
+  T13 the same fleet with redis_cache: each of the 30 recordings cp'd through both mounts
+      at once (60 cp)
+        vs the same ideal: one call per name for the whole fleet  target <= 1.25x, <= 3 in flight
 
 Writes OUT/bench.md and OUT/bench.json. Exit status: 0 when the harness ran (MISS rows
 included: this is a report), 1 when the harness itself failed (wrong bytes, a mount
@@ -788,62 +791,87 @@ class Bench:
             notes="listing_page=%d; the daemon's first listing checks its last full page with one "
                   "more call, which the reference makes too" % page))
 
-    # T12 ---------------------------------------------------------------------------
+    # T12, T13 ----------------------------------------------------------------------
     def t12(self):
         """Two mounts of the tenant sharing its budget through one Redis (issue 12)."""
+        self.fleet("T12", shared_cache=False)
+
+    def t13(self):
+        """The same two mounts with the shared cache: every name read on both (issue 12)."""
+        self.fleet("T13", shared_cache=True)
+
+    def fleet(self, rid, shared_cache):
         if not shutil.which("redis-server"):
-            raise HarnessError("T12 needs redis-server (tests/deps.sh)")
+            raise HarnessError("%s needs redis-server (tests/deps.sh)" % rid)
         count, size = self.sizes["t9_count"], self.sizes["t9_size"]
         latency = self.sizes["t9_latency"]
-        names = ["bench-t12-%02d.WAV" % i for i in range(count)]
+        names = ["bench-%s-%02d.WAV" % (rid.lower(), i) for i in range(count)]
         shas = {n: self.mock.recording(n, size) for n in names}
         ideal = math.ceil(count / 3) * latency
-        ours, max_in_flight, exceeded = [], [], []
+        ours, max_in_flight, exceeded, hits = [], [], [], []
+        options = ("redis_cache",) if shared_cache else ()
         redis = harness.Redis()
         self.mock.config(latency=latency)
         try:
             for rep in self.reps():
-                mounts = [self.fresh_mount(("redis=" + redis.url, "nolisting")) for _ in range(2)]
+                # Each rep cold for the fleet too: nothing shared from the last one.
+                if redis.command("FLUSHALL") != "+OK":
+                    raise HarnessError("%s: FLUSHALL failed" % rid)
+                mounts = [self.fresh_mount(("redis=" + redis.url, "nolisting") + options) for _ in range(2)]
                 try:
                     for m in mounts:
                         harness.wait_until(lambda m=m: m.counter("redis_connected") == 1, 10,
-                                           "T12: the mount to reach Redis")
+                                           "%s: the mount to reach Redis" % rid)
                     self.mock.reset()
-                    dests = [os.path.join(self.dest, "t12-%02d.wav" % i) for i in range(count)]
+                    # Without the cache, each name once, alternately through either mount;
+                    # with it, each name through both at once.
+                    jobs = ([(mounts[i % 2], n) for i, n in enumerate(names)] if not shared_cache
+                            else [(m, n) for n in names for m in mounts])
+                    dests = [os.path.join(self.dest, "%s-%02d.wav" % (rid.lower(), i)) for i in range(len(jobs))]
                     t0 = time.perf_counter()
-                    procs = [subprocess.Popen(["cp", mounts[i % 2].path(n), d], stderr=subprocess.PIPE)
-                             for i, (n, d) in enumerate(zip(names, dests))]
+                    procs = [subprocess.Popen(["cp", m.path(n), d], stderr=subprocess.PIPE)
+                             for (m, n), d in zip(jobs, dests)]
                     for p in procs:
                         p.wait()
                     wall = time.perf_counter() - t0
                     for p in procs:
                         if p.returncode != 0:
-                            raise HarnessError("T12 cp failed: %s" % p.stderr.read().decode())
+                            raise HarnessError("%s cp failed: %s" % (rid, p.stderr.read().decode()))
                         p.stderr.close()
                     st = self.mock.stats()
+                    hits.append(sum(m.counter("redis_cache_hits") for m in mounts))
                 finally:
                     for m in mounts:
                         m.close()
-                for n, d in zip(names, dests):
-                    check_bytes(d, shas[n], "T12 cp")
+                for (m, n), d in zip(jobs, dests):
+                    check_bytes(d, shas[n], "%s cp" % rid)
                     os.unlink(d)
-                check_one_call_each(st, names, "T12")
+                check_one_call_each(st, names, rid)
+                if shared_cache and hits[-1] != count:
+                    raise HarnessError("%s: %d shared-cache hits, not one per name (%d)" % (rid, hits[-1], count))
                 ours.append(wall)
                 max_in_flight.append(st["max_in_flight"])
                 exceeded.append(st["exceeded"])
-                log("T12 rep %d: 2 mounts x %d parallel cp %.3f s (ideal %.1f s, max in flight %d, "
-                    "%d exceeded)" % (rep, count // 2, wall, ideal, max_in_flight[-1], exceeded[-1]))
+                log("%s rep %d: 2 mounts, %d parallel cp %.3f s (ideal %.1f s, max in flight %d, "
+                    "%d exceeded, %d shared hits)" % (rid, rep, len(jobs), wall, ideal, max_in_flight[-1],
+                                                      exceeded[-1], hits[-1]))
         finally:
             self.mock.config(latency=0)
             redis.close()
+        what = ("a fleet: two mounts on one Redis, %d cold %d kB recordings `cp`'d in parallel "
+                "across both, mock latency %g s" % (count, size // 1000, latency))
+        if shared_cache:
+            what = ("a fleet with redis_cache: two mounts on one Redis, each of %d cold %d kB recordings "
+                    "`cp`'d through both at once, mock latency %g s" % (count, size // 1000, latency))
         self.rows.append(Row(
-            "T12", "a fleet: two mounts on one Redis, %d cold %d kB recordings `cp`'d in parallel "
-            "across both, mock latency %g s" % (count, size // 1000, latency),
-            "the ideal: ceil(%d/3) x %g s, three calls at a time" % (count, latency), "s",
+            rid, what,
+            "the ideal: ceil(%d/3) x %g s, three calls at a time%s" % (
+                count, latency, ", one per name for the whole fleet" if shared_cache else ""), "s",
             ours, [ideal] * len(ours), 1.25, "<=",
             extra_checks=[("≤ 3 calls in flight (max seen: %d)" % max(max_in_flight),
                            max(max_in_flight) <= 3)],
-            notes="one call per name in every rep (checked); \"exceeded\" replies per rep %s" % exceeded))
+            notes="one call per name in every rep (checked)%s; \"exceeded\" replies per rep %s" % (
+                ", and one shared-cache hit per name" if shared_cache else "", exceeded)))
 
     def run(self):
         wanted = self.args.only
@@ -857,7 +885,7 @@ class Bench:
             wanted = wanted | {"T9"}  # T10 is measured during T9's batch
         for rid, fn in (("T1", self.t1), ("T3", self.t3), ("T4", self.t4), ("T5", self.t5),
                         ("T6", self.t6), ("T7", self.t7), ("T8", self.t8), ("T9", self.t9),
-                        ("T11", self.t11), ("T12", self.t12)):
+                        ("T11", self.t11), ("T12", self.t12), ("T13", self.t13)):
             if wanted and rid not in wanted:
                 continue
             log("== %s" % rid)
@@ -1018,7 +1046,7 @@ def parse_args(argv):
     p.add_argument("--reps", type=int, default=5, help="repetitions of each side (default 5)")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     p.add_argument("--only", type=lambda s: set(x.strip().upper() for x in s.split(",")),
-                   help="comma-separated subset of T1,T3,T4,T5,T6,T7,T9,T10,T11,T12 (T1 includes T1b "
+                   help="comma-separated subset of T1,T3,T4,T5,T6,T7,T9,T10,T11,T12,T13 (T1 includes T1b "
                         "and T2; T9 and T10 come from one batch)")
     p.add_argument("--workdir", default=None,
                    help="parent of the scratch folder (mounts, daemon cache, mock); default $TMPDIR")

@@ -2,31 +2,40 @@
 
 #include <algorithm>
 #include <sstream>
+#include <string_view>
 #include <vector>
 
 namespace euphoria::core::redis {
 
 namespace {
 
-// The entry, its time left and Redis's clock in one step: a PTTL read apart from its
-// GET could belong to a newer value. GET's nil is false here, which stays a nil reply
-// in the table. Milliseconds since the epoch fit a Lua number exactly.
-constexpr const char* get_entry_lua = R"(
-local t = redis.call('TIME')
-return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]),
-        tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)}
-)";
-// Only the claimant's own token: a claim that lapsed and was taken by another host
-// is that host's now.
-// Takes the claim (1); or tells whether the one there is a host's (0) or planted by
-// someone without the key (-1): no host sets a claim without an expiry, or past the
+// Taking a claim (KEYS[2]) answers 1; finding a host's claim 0; finding one planted by
+// someone without the key -1: no host sets a claim without an expiry, or past the
 // longest lease.
-constexpr const char* take_claim_lua = R"(
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-local t = redis.call('PTTL', KEYS[1])
-if t == -1 or t > tonumber(ARGV[3]) then return -1 end
-return 0
+constexpr std::string_view take_claim_function = R"(
+local function take_claim(k)
+  if redis.call('SET', k, ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+  local t = redis.call('PTTL', k)
+  if t == -1 or t > tonumber(ARGV[3]) then return -1 end
+  return 0
+end
 )";
+
+// One step: the entry (KEYS[1]), its time left and Redis's clock, or, when there is no
+// entry, the claim. Apart, a host could find no entry, then no claim either, because
+// the claimant stored and released in between, and download it a second time. GET's
+// nil is false here, which stays a nil reply in the table. Milliseconds since the
+// epoch fit a Lua number exactly.
+constexpr std::string_view look_lua = R"(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local v = redis.call('GET', KEYS[1])
+if v then return {v, redis.call('PTTL', KEYS[1]), now, 0} end
+return {false, -2, now, take_claim(KEYS[2])}
+)";
+// The claim alone: for a host that found an entry it could not use.
+constexpr std::string_view take_claim_lua = "return take_claim(KEYS[1])\n";
+
 constexpr const char* drop_claim_lua = R"(
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -65,7 +74,8 @@ void expect_ok(const Reply& r, const char* what) {
 RedisCache::RedisCache(RedisCacheConfig config, const CacheCipher& cipher, Stats& stats, Logger& logger)
     : config_(std::move(config)), cipher_(cipher),
       prefix_("euphoriafs:{" + config_.tenant + "}:"), stats_(stats), logger_(logger),
-      get_entry_(get_entry_lua), take_claim_(take_claim_lua), drop_claim_(drop_claim_lua),
+      look_(std::string(take_claim_function) + std::string(look_lua)),
+      take_claim_(std::string(take_claim_function) + std::string(take_claim_lua)), drop_claim_(drop_claim_lua),
       renew_claim_(renew_claim_lua),
       keeper_([this] { keep(); }) {}
 
@@ -196,7 +206,10 @@ std::optional<SharedCache::Lookup> RedisCache::open_entry(Connection& c, const s
 
 RedisCache::Step RedisCache::look_once(Connection& c, const std::string& id, const std::string& token,
                                        Lookup& out) {
-    const auto got = get_entry_.run(c, {key(id)}, {});
+    const std::string claim_px = std::to_string(config_.claim.count());
+    const std::string longest = std::to_string(config_.longest_claim.count());
+    const auto got = look_.run(c, {key(id), claim_key(id)}, {token, claim_px, longest});
+    long long taken = got.at(3).as_integer();
     if (!got.at(0).is_nil()) {
         if (auto entry = open_entry(c, id, got.at(0).text, got.at(1).as_integer(), got.at(2).as_integer())) {
             // Too large to share: every host downloads it, none waits for another.
@@ -206,11 +219,8 @@ RedisCache::Step RedisCache::look_once(Connection& c, const std::string& id, con
         }
         // Rejected or evicted: this host downloads it, and its claim makes the rest
         // of the fleet wait for that one download.
+        taken = take_claim_.run(c, {claim_key(id)}, {token, claim_px, longest}).as_integer();
     }
-    const auto taken = take_claim_.run(c, {claim_key(id)},
-                                       {token, std::to_string(config_.claim.count()),
-                                        std::to_string(config_.longest_claim.count())})
-                           .as_integer();
     if (taken == 0) return Step::wait;
     if (taken < 0) {
         warn("a claim without the expiry any host sets; downloading without waiting for it");

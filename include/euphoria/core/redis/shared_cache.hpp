@@ -100,7 +100,7 @@ private:
     Logger& logger_;
     void warn(const std::string& what) noexcept;  // never throws, even out of memory
 
-    const Script get_entry_, take_claim_, drop_claim_, renew_claim_;
+    const Script look_, take_claim_, drop_claim_, renew_claim_;
 
     // Guards conn_, retry_at_ and down_. Held for a bounded run of commands (each
     // bounded by config_.timeout). Lock order: command_mutex_, then mutex_.
