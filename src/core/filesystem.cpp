@@ -336,7 +336,11 @@ void Filesystem::answer_open(Ino ino, const InodeInfo& info, FetchResult r, cons
         if (invalidate_) {
             for (const Ino i : inos) invalidate_(i);
         }
-        serve_open(ino, std::move(r.recording), reply, real > info.size);
+        // Either way this open reads through the daemon. Longer: the kernel would stop
+        // at its smaller size. Shorter: the kernel pads a short read with zeros up to
+        // its larger size, and keeps that size when the invalidation's attribute
+        // change races the read, so zeros would be served as the recording's end.
+        serve_open(ino, std::move(r.recording), reply, /*direct_io=*/true);
         return;
     }
     // A listed file's time is the listing's; a download of it made before the listing

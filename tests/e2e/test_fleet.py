@@ -351,6 +351,8 @@ class FleetTest(harness.RedisTestCase):
         a = self.fleet_mount("redis_cache")
         with open(a.path(name), "rb") as f:
             self.assertEqual(f.read(), self.mock.raw(name))
+        # A reader may see the last byte a moment before the mount has shared it.
+        wait_until(lambda: a.counter("redis_cache_stores") == 1, 10, "the mount to share it")
         chunks = [k for k in self.cache_entries() if k.count(":") == 5]
         self.assertEqual(len(chunks), 3, sorted(self.cache_entries()))
         # Sixteen bytes of the middle chunk overwritten in place, its PX kept.
@@ -363,6 +365,7 @@ class FleetTest(harness.RedisTestCase):
         self.assertEqual(self.mock.stats()["calls"].get(name), 1, "the tampered copy was not fetched again")
         self.assertEqual(b.counter("redis_cache_rejects"), 1)
         self.assertEqual(b.counter("redis_cache_hits"), 0)
+        wait_until(lambda: b.counter("redis_cache_stores") == 1, 10, "the good copy to be shared")
         # The good copy replaced it: a third mount is served by the fleet.
         c = self.fleet_mount("redis_cache")
         self.mock.reset()

@@ -43,9 +43,9 @@ struct OpenAnswer {
     int error = 0;
     CachedRecording recording;  // what the handle pins until release
     bool keep_cache = false;
-    // The kernel may still hold a smaller size for the inode than the download has
-    // (a listing's FileSize): it would stop reads at that size, so this open reads
-    // through the daemon until the invalidation reaches it.
+    // The kernel may still hold another size for the inode than the download has (a
+    // listing's FileSize): smaller, it would stop reads there; larger, it would pad
+    // the end with zeros. So this open reads through the daemon.
     bool direct_io = false;
 };
 
