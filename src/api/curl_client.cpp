@@ -7,9 +7,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <exception>
-#include <fstream>
 #include <new>
-#include <sstream>
 #include <optional>
 #include <system_error>
 
@@ -19,6 +17,7 @@
 #include "euphoria/api/pipeline.hpp"
 #include "euphoria/api/reply_parser.hpp"
 #include "euphoria/api/request.hpp"
+#include "euphoria/api/trust_store.hpp"
 
 namespace euphoria::api {
 
@@ -88,27 +87,14 @@ ApiError error_from_curl(CURLcode code, const char* detail, long os_errno = 0) {
     }
 }
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return {};
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
-// CURLOPT_CAINFO would replace the system's CAs: trust the extra CA file in addition
-// to them by handing libcurl both as one bundle.
-std::string trust_bundle(const std::string& extra_ca_file) {
-    std::string extra = read_file(extra_ca_file);
-    if (extra.empty()) {
-        throw ApiError(EINVAL, ErrorKind::config, "cannot read cafile " + extra_ca_file);
+// libcurl calls this for each new connection, after its own (here empty) CA setup.
+CURLcode install_trust(CURL*, void* ssl_ctx, void* store) {
+    try {
+        static_cast<TrustStore*>(store)->install(ssl_ctx);
+        return CURLE_OK;
+    } catch (...) {
+        return CURLE_OUT_OF_MEMORY;
     }
-    EasyPtr probe(curl_easy_init());
-    char* system_bundle = nullptr;
-    if (probe) curl_easy_getinfo(probe.get(), CURLINFO_CAINFO, &system_bundle);
-    std::string bundle = system_bundle ? read_file(system_bundle) : std::string();
-    if (!bundle.empty() && bundle.back() != '\n') bundle.push_back('\n');
-    return bundle + extra;
 }
 
 }  // namespace
@@ -265,7 +251,7 @@ CurlClient::CurlClient(ClientConfig config) : config_(std::move(config)) {
     // Here, on the thread that builds the client, before any worker shares libxml2.
     init_libxml();
     global_init_once();
-    if (!config_.ca_file.empty()) ca_bundle_ = trust_bundle(config_.ca_file);
+    trust_ = std::make_unique<TrustStore>(TrustStore::defaults(config_.ca_file));
     share_ = std::make_unique<Share>();
 }
 
@@ -293,10 +279,13 @@ std::unique_ptr<CurlClient::Handle> CurlClient::checkout() {
     set(CURLOPT_FOLLOWLOCATION, 0L);
     set(CURLOPT_SSL_VERIFYPEER, 1L);
     set(CURLOPT_SSL_VERIFYHOST, 2L);
-    if (!ca_bundle_.empty()) {
-        curl_blob blob{ca_bundle_.data(), ca_bundle_.size(), CURL_BLOB_COPY};
-        set(CURLOPT_CAINFO_BLOB, &blob);
+    // The CAs come from trust_, parsed once: libcurl is given none to parse itself.
+    set(CURLOPT_CAINFO, static_cast<char*>(nullptr));
+    set(CURLOPT_CAPATH, static_cast<char*>(nullptr));
+    if (curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, &install_trust) != CURLE_OK) {
+        throw ApiError(EINVAL, ErrorKind::config, "libcurl is not built with OpenSSL");
     }
+    set(CURLOPT_SSL_CTX_DATA, static_cast<void*>(trust_.get()));
     set(CURLOPT_CONNECTTIMEOUT, static_cast<long>(config_.connect_timeout.count()));
     set(CURLOPT_BUFFERSIZE, static_cast<long>(config_.buffer_size));
     set(CURLOPT_NOSIGNAL, 1L);

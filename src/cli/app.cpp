@@ -370,7 +370,16 @@ int run(int argc, const char* const* argv) {
         check_cafile(cfg.cafile);
         const std::string cache_dir = cfg.cache_dir.empty() ? default_cache_dir(cfg.tenant) : cfg.cache_dir;
 
-        api::CurlClient client(std::move(client_config));
+        // Parses the CAs: a cafile with no certificate is a usage error, like an
+        // unreadable one.
+        std::optional<api::CurlClient> made;
+        try {
+            made.emplace(std::move(client_config));
+        } catch (const api::ApiError& e) {
+            if (e.kind() != api::ErrorKind::config) throw;
+            throw Fatal{exit_usage, e.what()};
+        }
+        api::CurlClient& client = *made;
         if (!cfg.nocheck) probe_in_turn(client, cfg, redis_password);
         if (cfg.fake) {
             if (cfg.verbose) std::cerr << "mount.euphoria: all checks passed; -f: not mounting\n";

@@ -264,6 +264,18 @@ class MountHelperTest(harness.E2ETestCase):
         self.assertIn("TLS", r.stderr)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
 
+    def test_cafile_without_a_certificate_refused(self):
+        junk = os.path.join(self.work, "junk.pem")
+        with open(junk, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+        opts = ",".join(["credentials=" + self.cred, "endpoint=" + self.mock.endpoint,
+                         "cafile=" + junk, "cache_dir=" + self.cache])
+        r = self.helper("demo", self.dir, "-o", opts)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr.strip(), "mount.euphoria: cafile %s holds no PEM certificate" % junk)
+        self.assertFalse(harness.is_mounted(self.dir))
+        self.assertEqual(self.mock.stats()["connections"], 0)
+
     def test_http_endpoint_refused_before_any_request(self):
         http = "http://127.0.0.1:%d/Euphoria.Api.aspx" % self.mock.api_port
         r = self.helper("demo", self.dir, "-o", self.opts(endpoint=http))

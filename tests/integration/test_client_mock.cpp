@@ -2,12 +2,18 @@
 
 #include "catch_compat.hpp"
 
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
 #include <cerrno>
+#include <cstdio>
+#include <fstream>
 #include <future>
 #include <thread>
 
 #include "euphoria/api/curl_client.hpp"
 #include "euphoria/api/error.hpp"
+#include "euphoria/api/trust_store.hpp"
 #include "euphoria/core/retry.hpp"
 #include "mock_server.hpp"
 
@@ -262,6 +268,78 @@ TEST_CASE("TLS is verified: without the mock's CA the call fails", "[client][tls
     auto [err, kind] = outcome(client, "any.WAV", sink);
     CHECK(err == EIO);
     CHECK(api::to_string(kind) == "tls");
+}
+
+TEST_CASE("a cafile that holds no certificate is refused when the client is made", "[client][tls]") {
+    auto& mock = shared_mock();
+    const std::string bad = mock.ca_file() + ".not-pem";
+    {
+        std::ofstream out(bad);
+        out << "this is no certificate\n";
+    }
+    auto cfg = config_for(mock);
+    cfg.ca_file = bad;
+    try {
+        api::CurlClient client(std::move(cfg));
+        FAIL("a cafile without a certificate was accepted");
+    } catch (const api::ApiError& e) {
+        CHECK(e.kind() == api::ErrorKind::config);
+        CHECK(std::string(e.what()).find("holds no PEM certificate") != std::string::npos);
+    }
+    std::remove(bad.c_str());
+}
+
+TEST_CASE("the cafile is read when the client is made, not by each connection", "[client][tls]") {
+    auto& mock = shared_mock();
+    mock.clear_faults();
+    mock.add_recording("trust.WAV", pseudo_random(5000, 9));
+    // A copy of the mock's CA that is wiped once the client is made.
+    const std::string copy = mock.ca_file() + ".copy";
+    {
+        std::ifstream in(mock.ca_file(), std::ios::binary);
+        std::ofstream out(copy, std::ios::binary);
+        out << in.rdbuf();
+    }
+    auto cfg = config_for(mock);
+    cfg.ca_file = copy;
+    cfg.max_connections = 0;  // no warm connection: every call makes a new one
+    api::CurlClient client(std::move(cfg));
+    { std::ofstream wipe(copy, std::ios::trunc); }
+    mock.reset_counters();
+    for (int i = 0; i < 3; ++i) {
+        StringSink sink;
+        REQUIRE(outcome(client, "trust.WAV", sink).first == 0);
+        CHECK(sink.bytes == pseudo_random(5000, 9));
+    }
+    CHECK(mock.stat("connections") == 3);
+    CHECK(mock.stat("handshakes") == 3);
+    std::remove(copy.c_str());
+}
+
+TEST_CASE("trust store: only what its sources hold is trusted", "[client][tls]") {
+    auto& mock = shared_mock();
+    const auto system = api::TrustStore::defaults("");
+    // Debian's ca-certificates, which the test dependencies install.
+    REQUIRE_FALSE(system.system_bundle.empty());
+    const api::TrustStore with_extra(api::TrustStore::defaults(mock.ca_file()));
+    const api::TrustStore system_only(system);
+    CHECK(system_only.certificates() > 50);
+    CHECK(with_extra.certificates() == system_only.certificates() + 1);
+    const api::TrustStore extra_only(api::TrustSources{"", "", mock.ca_file()});
+    CHECK(extra_only.certificates() == 1);
+    CHECK(api::TrustStore(api::TrustSources{}).certificates() == 0);
+
+    // Every connection shares the one parsed store instead of parsing its own.
+    std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> a(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+    std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> b(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+    REQUIRE(a);
+    REQUIRE(b);
+    api::TrustStore shared(api::TrustStore::defaults(mock.ca_file()));
+    shared.install(a.get());
+    shared.install(b.get());
+    CHECK(SSL_CTX_get_cert_store(a.get()) == SSL_CTX_get_cert_store(b.get()));
+    a.reset();  // the store outlives a connection that used it
+    CHECK(X509_STORE_get0_objects(SSL_CTX_get_cert_store(b.get())) != nullptr);
 }
 
 TEST_CASE("a stalled reply times out; a cancelled one returns at once", "[client][timeout]") {

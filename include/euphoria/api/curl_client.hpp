@@ -10,6 +10,7 @@
 
 #include "euphoria/api/client.hpp"
 #include "euphoria/api/secret.hpp"
+#include "euphoria/api/trust_store.hpp"
 
 namespace euphoria::api {
 
@@ -60,7 +61,7 @@ private:
     void checkin(std::unique_ptr<Handle> handle);
 
     ClientConfig config_;
-    std::string ca_bundle_;  // the system's CAs plus ca_file; empty: libcurl's default
+    std::unique_ptr<TrustStore> trust_;  // the system's CAs plus ca_file, parsed once
     struct Share;
     std::unique_ptr<Share> share_;  // TLS sessions and DNS shared across handles
     // Guards idle_. Leaf lock.
