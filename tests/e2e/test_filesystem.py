@@ -4,9 +4,11 @@ import errno
 import hashlib
 import mmap
 import os
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -295,6 +297,27 @@ class FilesystemTest(harness.E2ETestCase):
         self.assertEqual(os.getxattr(m.dir, "user.euphoria.bytes_fetched"), b"1000")
         getfattr = subprocess.run(["getfattr", "-d", "-m", "-", m.dir], capture_output=True, text=True)
         self.assertIn('user.euphoria.upstream_calls="2"', getfattr.stdout)
+
+    def test_xattr_namespaces_other_than_user_are_unsupported(self):
+        # What a local filesystem without them says: ls -l and cp remember EOPNOTSUPP
+        # for the whole mount, where ENODATA would send them back for every file.
+        self.mock.synthetic("x.WAV", 1000)
+        m = self.mount()
+        for path in (m.dir, m.path("x.WAV")):
+            for name in ("security.selinux", "system.posix_acl_access", "trusted.a"):
+                self.assertEqual(errno_of(os.getxattr, path, name), errno.EOPNOTSUPP, (path, name))
+            self.assertEqual(errno_of(os.getxattr, path, "user.euphoria.nope"), errno.ENODATA)
+        # Copies that keep ACLs and xattrs still work, and keep the bytes.
+        dest = tempfile.mkdtemp(prefix="euphoria-kept-")
+        self.addCleanup(shutil.rmtree, dest)
+        subprocess.run(["cp", "--preserve=all", m.path("x.WAV"), os.path.join(dest, "cp.WAV")],
+                       check=True, capture_output=True)
+        subprocess.run(["rsync", "-aAX", m.path("x.WAV"), os.path.join(dest, "rsync.WAV")],
+                       check=True, capture_output=True)
+        for copy in ("cp.WAV", "rsync.WAV"):
+            self.assertEqual(read_file(os.path.join(dest, copy)), self.mock.raw("x.WAV"))
+        long_listing = subprocess.run(["ls", "-l", m.dir], check=True, capture_output=True, text=True)
+        self.assertRegex(long_listing.stdout, r"(?m)^-r--r--r-- 1 .* x\.WAV$")
 
 
 if __name__ == "__main__":

@@ -436,6 +436,15 @@ TEST_CASE("day folders through the Filesystem: lookups, entries, xattrs, and the
     CHECK(fs.getxattr(a.ino, "user.euphoria.direction", error) == "Inbound");
     fs.getxattr(a.ino, "user.euphoria.note", error);
     CHECK(error == ENODATA);
+    // Namespaces the mount has none of, as a local filesystem without them answers.
+    for (const char* name : {"security.selinux", "system.posix_acl_access", "trusted.x", "user"}) {
+        fs.getxattr(a.ino, name, error);
+        CHECK(error == EOPNOTSUPP);
+        fs.getxattr(core::root_ino, name, error);
+        CHECK(error == EOPNOTSUPP);
+    }
+    fs.getxattr(core::root_ino, "user.other", error);
+    CHECK(error == ENODATA);
 
     Waited<std::vector<core::DirEntry>> entries;
     fs.opendir(day.ino, [p = entries.p](int err, std::vector<core::DirEntry>&& e) {
