@@ -286,7 +286,7 @@ TEST_CASE("a cafile that holds no certificate is refused when the client is made
         CHECK(e.kind() == api::ErrorKind::config);
         CHECK(std::string(e.what()).find("holds no PEM certificate") != std::string::npos);
     }
-    std::remove(bad.c_str());
+    CHECK(std::remove(bad.c_str()) == 0);
 }
 
 TEST_CASE("the cafile is read when the client is made, not by each connection", "[client][tls]") {
@@ -313,7 +313,7 @@ TEST_CASE("the cafile is read when the client is made, not by each connection", 
     }
     CHECK(mock.stat("connections") == 3);
     CHECK(mock.stat("handshakes") == 3);
-    std::remove(copy.c_str());
+    CHECK(std::remove(copy.c_str()) == 0);
 }
 
 TEST_CASE("trust store: only what its sources hold is trusted", "[client][tls]") {
