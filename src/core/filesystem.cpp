@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <string_view>
 
 #include "euphoria/api/error.hpp"
 #include "euphoria/api/request.hpp"
@@ -690,19 +691,21 @@ std::string Filesystem::getxattr(Ino ino, const std::string& name, int& error) {
         return {};
     }
     error = 0;
-    if (name == std::string(xattr_prefix) + source_format_xattr) {
-        if (auto format = view_source_format(ino); !format.empty()) return format;
-    }
-    if (auto f = listed_file(ino); f && name.rfind(xattr_prefix, 0) == 0) {
-        const auto key = name.substr(std::char_traits<char>::length(xattr_prefix));
-        for (auto& [k, v] : listed_xattrs(*f)) {
-            if (k == key) return v;
+    const std::string_view prefix = xattr_prefix;
+    if (name.rfind(prefix, 0) == 0) {
+        const std::string_view key = std::string_view(name).substr(prefix.size());
+        if (key == source_format_xattr) {
+            if (auto format = view_source_format(ino); !format.empty()) return format;
         }
-    }
-    if (ino == root_ino && name.rfind(xattr_prefix, 0) == 0) {
-        const auto key = name.substr(std::char_traits<char>::length(xattr_prefix));
-        for (const auto& [k, v] : stats_.snapshot()) {
-            if (k == key) return std::to_string(v);
+        if (auto f = listed_file(ino)) {
+            for (auto& [k, v] : listed_xattrs(*f)) {
+                if (k == key) return v;
+            }
+        }
+        if (ino == root_ino) {
+            for (const auto& [k, v] : stats_.snapshot()) {
+                if (k == key) return std::to_string(v);
+            }
         }
     }
     error = ENODATA;
