@@ -500,6 +500,11 @@ class MockSelfCheck(unittest.TestCase):
         # it never waited for a slot (an order, not a time, so load cannot fake it).
         self.assertLess(results["4th"][2], min(results[i][2] for i in range(3)))
         self.assertEqual(results["acme"][0], None)  # the limit is per tenant
+        # A slot is released once the server's write of the last byte returns, which
+        # can be just after the client has read it: wait for the release, not a time.
+        deadline = time.time() + 5
+        while m.stats()["in_flight"] and time.time() < deadline:
+            time.sleep(0.01)
         s = m.stats()
         self.assertEqual((s["exceeded"], s["max_in_flight"], s["in_flight"]), (1, 4, 0))
         self.assertEqual(s["calls"], {"c.WAV": 4})
